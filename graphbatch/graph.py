@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
@@ -390,13 +391,16 @@ class ProximityGraph:
     # ----------------------------------------------------------------- exports
     def to_torch(self) -> torch.Tensor:
         """Torch sparse CSR tensor sharing this graph's arrays."""
-        return torch.sparse_csr_tensor(self._crow, self._col, self._values,
-                                       (self._num_nodes, self._num_nodes), check_invariants=False)
+        with warnings.catch_warnings():  # torch warns that sparse CSR is "beta" on every construction
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(self._crow, self._col, self._values,
+                                           (self._num_nodes, self._num_nodes), check_invariants=False)
 
     def to_torch_coo(self) -> torch.Tensor:
         """Coalesced torch sparse COO tensor (copies the indices)."""
         idx = torch.stack([self.row(), self._col])
-        return torch.sparse_coo_tensor(idx, self._values, (self._num_nodes,) * 2, is_coalesced=True)
+        return torch.sparse_coo_tensor(idx, self._values, (self._num_nodes,) * 2, is_coalesced=True,
+                                       check_invariants=False)
 
     def to_edge_index(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(edge_index, edge_weight)`` in PyG's convention, edges sorted by (source, target)."""
