@@ -50,6 +50,7 @@ _OPTIONAL: Dict[str, tuple] = {
     "cupyx": ("cupy-cuda12x or cupy-cuda13x", "cuda12 / cuda13"),
     "torch_sparse": ("torch-sparse", "torch-sparse"),
     "pynndescent": ("pynndescent", "(core dependency)"),
+    "numba": ("numba", "(core dependency)"),
     "sentence_transformers": ("sentence-transformers", "sentence"),
     "torch_geometric": ("torch-geometric", "(core dependency)"),
     "sklearn": ("scikit-learn", "(core dependency)"),
