@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
-from typing import Dict
 
 import torch
 
@@ -45,7 +44,7 @@ class MissingDependencyError(ImportError):
 
 
 # package import name -> (distribution name, extra that installs it)
-_OPTIONAL: Dict[str, tuple] = {
+_OPTIONAL: dict[str, tuple] = {
     "cupy": ("cupy-cuda12x or cupy-cuda13x", "cuda12 / cuda13"),
     "cupyx": ("cupy-cuda12x or cupy-cuda13x", "cuda12 / cuda13"),
     "torch_sparse": ("torch-sparse", "torch-sparse"),
@@ -119,7 +118,7 @@ def require(name: str, purpose: str = "") -> ModuleType:
         ) from exc
 
 
-def capabilities() -> Dict[str, bool]:
+def capabilities() -> dict[str, bool]:
     """Return the capability flags as a dict (for reports and bug reports)."""
     return {
         "WITH_CUDA": WITH_CUDA,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ def _check_values(name: str, values: torch.Tensor, nnz: int) -> torch.Tensor:
 
 
 def _coalesced_csr(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor,
-                   num_nodes: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   num_nodes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sort COO edges by (row, col), sum duplicates, and return canonical CSR arrays."""
     device = row.device
     if row.numel():
@@ -109,7 +109,7 @@ class ProximityGraph:
 
     __slots__ = ("_crow", "_col", "_values", "_num_nodes")
 
-    def __init__(self, crow: Any, col: Any, values: Any = None, num_nodes: Optional[int] = None,
+    def __init__(self, crow: Any, col: Any, values: Any = None, num_nodes: int | None = None,
                  *, check: bool = True) -> None:
         crow_t = _to_tensor("crow", crow)
         col_t = _to_tensor("col", col)
@@ -191,10 +191,10 @@ class ProximityGraph:
         return (f"ProximityGraph(num_nodes={self._num_nodes}, nnz={self.nnz}, "
                 f"dtype={self.dtype}, device={self.device})")
 
-    def _new(self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor) -> "ProximityGraph":
+    def _new(self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor) -> ProximityGraph:
         return ProximityGraph(crow, col, values, self._num_nodes, check=False)
 
-    def to(self, device: Device = None, dtype: Optional[torch.dtype] = None) -> "ProximityGraph":
+    def to(self, device: Device = None, dtype: torch.dtype | None = None) -> ProximityGraph:
         """Return the graph on ``device`` with weights of ``dtype`` (self when nothing changes)."""
         device = torch.device(device) if device is not None else self.device
         dtype = dtype or self.dtype
@@ -203,7 +203,7 @@ class ProximityGraph:
         return ProximityGraph(self._crow.to(device), self._col.to(device),
                               self._values.to(device=device, dtype=dtype), self._num_nodes, check=False)
 
-    def equal(self, other: "ProximityGraph", *, atol: float = 0.0) -> bool:
+    def equal(self, other: ProximityGraph, *, atol: float = 0.0) -> bool:
         """Same structure and (within ``atol``) same weights; devices may differ."""
         if not isinstance(other, ProximityGraph) or other.num_nodes != self.num_nodes or other.nnz != self.nnz:
             return False
@@ -214,7 +214,7 @@ class ProximityGraph:
 
     # ------------------------------------------------------------ constructors
     @classmethod
-    def from_coo(cls, row: Any, col: Any, values: Any = None, num_nodes: Optional[int] = None) -> "ProximityGraph":
+    def from_coo(cls, row: Any, col: Any, values: Any = None, num_nodes: int | None = None) -> ProximityGraph:
         """Build from COO arrays (any order; duplicate edges are summed).
 
         Args:
@@ -241,7 +241,7 @@ class ProximityGraph:
         return cls(crow, col_s, val, n, check=False)
 
     @classmethod
-    def from_neighbors(cls, index: Any, scores: Any = None, *, num_nodes: Optional[int] = None) -> "ProximityGraph":
+    def from_neighbors(cls, index: Any, scores: Any = None, *, num_nodes: int | None = None) -> ProximityGraph:
         """Build from a dense top-K neighbour table.
 
         Row ``i`` of ``index`` lists the neighbours of node ``i``; ``-1`` marks an
@@ -280,7 +280,7 @@ class ProximityGraph:
 
     @classmethod
     def from_edge_index(cls, edge_index: Any, edge_weight: Any = None,
-                        num_nodes: Optional[int] = None) -> "ProximityGraph":
+                        num_nodes: int | None = None) -> ProximityGraph:
         """Build from a PyG-style ``(2, E)`` ``edge_index`` (source row 0, target row 1)."""
         ei = _to_tensor("edge_index", edge_index)
         if ei.dim() != 2 or ei.shape[0] != 2:
@@ -293,7 +293,7 @@ class ProximityGraph:
         return cls.from_coo(ei[0], ei[1], edge_weight, num_nodes)
 
     @classmethod
-    def from_torch(cls, tensor: torch.Tensor) -> "ProximityGraph":
+    def from_torch(cls, tensor: torch.Tensor) -> ProximityGraph:
         """Build from a square torch sparse tensor (COO, CSR or CSC) or a dense square tensor."""
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
@@ -314,7 +314,7 @@ class ProximityGraph:
         raise TypeError(f"unsupported tensor layout {tensor.layout}")
 
     @classmethod
-    def from_scipy(cls, m: Any, device: Device = None) -> "ProximityGraph":
+    def from_scipy(cls, m: Any, device: Device = None) -> ProximityGraph:
         """Build from a square scipy sparse matrix or array (any format); explicit zeros are kept."""
         import scipy.sparse as sp
 
@@ -335,7 +335,7 @@ class ProximityGraph:
         return g.to(device) if device is not None else g
 
     @classmethod
-    def from_torch_sparse(cls, m: Any) -> "ProximityGraph":
+    def from_torch_sparse(cls, m: Any) -> ProximityGraph:
         """Build from a ``torch_sparse.SparseTensor`` (needs the optional ``torch-sparse``)."""
         ts = backend.require("torch_sparse", "SparseTensor interop")
         if not isinstance(m, ts.SparseTensor):
@@ -347,7 +347,7 @@ class ProximityGraph:
         return cls(crow, col, val, rows)
 
     @classmethod
-    def from_cupy(cls, m: Any) -> "ProximityGraph":
+    def from_cupy(cls, m: Any) -> ProximityGraph:
         """Build from a ``cupyx.scipy.sparse`` matrix; arrays cross to torch CUDA via DLPack."""
         backend.require("cupy", "cupyx sparse interop")
         cpsp = backend.require("cupyx.scipy.sparse", "cupyx sparse interop")
@@ -361,8 +361,8 @@ class ProximityGraph:
                    torch.from_dlpack(csr.data), m.shape[0])
 
     @classmethod
-    def from_networkx(cls, g: Any, weight: Optional[str] = "weight", default: float = 1.0,
-                      nodelist: Optional[list] = None) -> "ProximityGraph":
+    def from_networkx(cls, g: Any, weight: str | None = "weight", default: float = 1.0,
+                      nodelist: list | None = None) -> ProximityGraph:
         """Build from a networkx graph; node ``nodelist[i]`` (default: ``sorted(g)`` if sortable) becomes node i.
 
         Undirected graphs give both directions of each edge.
@@ -402,7 +402,7 @@ class ProximityGraph:
         return torch.sparse_coo_tensor(idx, self._values, (self._num_nodes,) * 2, is_coalesced=True,
                                        check_invariants=False)
 
-    def to_edge_index(self) -> Tuple[torch.Tensor, torch.Tensor]:
+    def to_edge_index(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(edge_index, edge_weight)`` in PyG's convention, edges sorted by (source, target)."""
         return torch.stack([self.row(), self._col]), self._values
 
@@ -469,11 +469,11 @@ class ProximityGraph:
         out = torch.zeros(self._num_nodes, dtype=self.dtype, device=self.device)
         return out.index_add_(0, self._col, self._values)
 
-    def transpose(self) -> "ProximityGraph":
+    def transpose(self) -> ProximityGraph:
         """The reversed graph (CSR of Aᵀ)."""
         return ProximityGraph.from_coo(self._col, self.row(), self._values, self._num_nodes)
 
-    def symmetrize(self, reduce: str = "max") -> "ProximityGraph":
+    def symmetrize(self, reduce: str = "max") -> ProximityGraph:
         """Undirected version: edge (i, j) exists if (i, j) or (j, i) does.
 
         Args:
@@ -507,7 +507,7 @@ class ProximityGraph:
         torch.cumsum(counts_row, 0, out=crow[1:])
         return self._new(crow, uniq % n, out)
 
-    def remove_self_loops(self) -> "ProximityGraph":
+    def remove_self_loops(self) -> ProximityGraph:
         """The graph without edges (i, i)."""
         row = self.row()
         keep = row != self._col
@@ -515,7 +515,7 @@ class ProximityGraph:
             return self
         return ProximityGraph.from_coo(row[keep], self._col[keep], self._values[keep], self._num_nodes)
 
-    def transition_matrix(self, weighted: bool = True) -> "ProximityGraph":
+    def transition_matrix(self, weighted: bool = True) -> ProximityGraph:
         """Row-stochastic transition matrix P (P[i, j] = w_ij / sum_j w_ij).
 
         Dangling rows (no out-edges, or zero total weight) stay all-zero; the walk
@@ -541,7 +541,7 @@ class ProximityGraph:
                         torch.zeros_like(vals))
         return self._new(self._crow, self._col, p)
 
-    def subgraph(self, nodes: Any) -> "ProximityGraph":
+    def subgraph(self, nodes: Any) -> ProximityGraph:
         """Induced subgraph on ``nodes``; node ``nodes[i]`` becomes node ``i``.
 
         Args:
@@ -570,7 +570,7 @@ class ProximityGraph:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike], device: Device = None) -> "ProximityGraph":
+    def load(cls, path: Union[str, os.PathLike], device: Device = None) -> ProximityGraph:
         """Load a graph written by :meth:`save` (validated on load) onto ``device`` (default CPU)."""
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
