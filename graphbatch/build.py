@@ -403,21 +403,22 @@ def _candidates_table(sc: _Scorer, a: _Args, rows: torch.Tensor | None) -> tuple
             s[:, :, width:] = _NEG_INF
         s = s.view(g * bb, width + pad)
         flat_anchors, flat_slot = anchors.reshape(-1), slot.reshape(-1)
-        ar = torch.arange(g * bb, device=dev)
-        s[ar, flat_slot] = sc.self_scores(flat_anchors) if a.self_loops else _NEG_INF
-        val, col = _topk_rows(s, k)
-        base = torch.arange(g, device=dev).repeat_interleave(bb).unsqueeze(1) * width
-        idx = pools.reshape(-1)[base + col]
-        if a.self_loops:
-            idx = torch.where(col == flat_slot.unsqueeze(1), flat_anchors.unsqueeze(1), idx)
-        if where is None:
-            out_i[flat_anchors] = idx
-            out_v[flat_anchors] = val
-        else:
+        base = torch.arange(g, device=dev).repeat_interleave(bb) * width
+        dest = flat_anchors
+        if where is not None:
+            # Keep only the requested anchors before the top-k, the dominant cost: a block
+            # almost always holds some requested row, so filtering after it saves nothing.
             dest = where[flat_anchors]
             keep = dest >= 0
-            out_i[dest[keep]] = idx[keep]
-            out_v[dest[keep]] = val[keep]
+            s, flat_anchors, flat_slot, base, dest = s[keep], flat_anchors[keep], flat_slot[keep], base[keep], dest[keep]
+        ar = torch.arange(s.shape[0], device=dev)
+        s[ar, flat_slot] = sc.self_scores(flat_anchors) if a.self_loops else _NEG_INF
+        val, col = _topk_rows(s, k)
+        idx = pools.reshape(-1)[base.unsqueeze(1) + col]
+        if a.self_loops:
+            idx = torch.where(col == flat_slot.unsqueeze(1), flat_anchors.unsqueeze(1), idx)
+        out_i[dest] = idx
+        out_v[dest] = val
         if bar is not None:
             bar.update(1)
     if bar is not None:
