@@ -997,9 +997,10 @@ class GraphSamplerBase(EpochBatchSampler):
     Args (beyond :class:`EpochBatchSampler`):
         k: neighbours per node (clamped to ``N - 1``).
         candidates: ``M`` random candidates per node among which the top-``k`` are kept
-            (``None`` or ``>= N - 1``: exact kNN). The candidate draw is seeded by ``seed`` and the
-            same at every refresh (so graphs change only through the embeddings, and an incremental
-            refresh equals a full one on the rows it recomputes).
+            (``None`` or ``>= N - 1``: exact kNN). Every full rebuild draws fresh candidates, seeded
+            by ``(seed, draw number)``, so over training each node meets new candidates (as in the
+            paper); an incremental refresh keeps the current draw, so the rows it recomputes equal
+            those of a full rebuild with that draw. Pass ``build_kwargs={"seed": s}`` to fix the draw.
         metric: similarity for the graph (``"cosine"``, ``"ip"``, ``"euclidean"``, as
             :func:`graphbatch.build.neighbor_table`).
         incremental_fraction: rebuild incrementally when at most this fraction of rows changed.
@@ -1057,6 +1058,7 @@ class GraphSamplerBase(EpochBatchSampler):
         self.max_similarity = max_similarity
         self._host: tuple[np.ndarray, ...] | None = None
         self._guard_emb: np.ndarray | None = None
+        self._pool_draw = 0  # number of the candidate draw behind the current graph
         super().__init__(n, batch_size, **kwargs)
         if graph is not None:
             if not isinstance(graph, ProximityGraph):
@@ -1098,13 +1100,18 @@ class GraphSamplerBase(EpochBatchSampler):
         m = self.candidates
         return None if m is None or m >= self.num_nodes - 1 else max(m, self._k_eff)
 
-    def _neighbor_rows(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _neighbor_rows(self, rows: torch.Tensor | None, draw: int) -> tuple[torch.Tensor, torch.Tensor]:
         from .build import neighbor_table
 
         kwargs = dict(self.build_kwargs)
         kwargs.setdefault("metric", self.metric)
-        kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("seed", self._pool_seed(draw))
         return neighbor_table(self._bank, self._k_eff, candidates=self._m_eff, rows=rows, **kwargs)
+
+    def _pool_seed(self, draw: int) -> int:
+        """Seed of the candidate draw number ``draw``, derived from ``(seed, draw)``."""
+        state = np.random.SeedSequence([self.seed, draw]).generate_state(1, dtype=np.uint64)[0]
+        return int(state >> np.uint64(1))
 
     def _incremental_ok(self) -> bool:
         return self._dirty.mean() <= self.incremental_fraction
@@ -1114,12 +1121,16 @@ class GraphSamplerBase(EpochBatchSampler):
         if n == 1:
             return ProximityGraph(torch.zeros(2, dtype=torch.int64, device=self._bank.device),
                                   torch.zeros(0, dtype=torch.int64, device=self._bank.device), num_nodes=1)
+        # A full rebuild draws fresh candidate pools (draw + 1), so over training every node meets
+        # new candidates, as in the paper; an incremental one keeps the current draw, so its rows
+        # equal those of a full rebuild with that draw.
+        draw = self._pool_draw + 1 if full else self._pool_draw
         if full:
             rows_t = torch.arange(n, device=self._bank.device)
-            idx, sc = self._neighbor_rows(None)
+            idx, sc = self._neighbor_rows(None, draw)
         else:
             rows_t = torch.from_numpy(np.flatnonzero(self._dirty)).to(self._bank.device)
-            idx, sc = self._neighbor_rows(rows_t)
+            idx, sc = self._neighbor_rows(rows_t, draw)
         idx = idx.to(self._bank.device, torch.int64)
         sc = sc.to(self._bank.device)
         if sc.is_floating_point():
@@ -1135,6 +1146,7 @@ class GraphSamplerBase(EpochBatchSampler):
             c = torch.cat([old.col[stay], c])
             v = torch.cat([old.values[stay].to(v.dtype), v])
         graph = ProximityGraph.from_coo(r, c, v, n)
+        self._pool_draw = draw
         self.stats["full_refreshes" if full else "incremental_refreshes"] += 1
         return graph
 
@@ -1153,10 +1165,11 @@ class GraphSamplerBase(EpochBatchSampler):
 
     def _model_state(self) -> dict[str, Any]:
         g = self._model
-        return {"crow": g.crow.cpu(), "col": g.col.cpu(), "values": g.values.cpu()}
+        return {"crow": g.crow.cpu(), "col": g.col.cpu(), "values": g.values.cpu(), "pool_draw": self._pool_draw}
 
     def _load_model_state(self, state: dict[str, Any]) -> ProximityGraph:
         dev = self._bank.device if self._bank is not None else torch.device("cpu")
+        self._pool_draw = int(state.get("pool_draw", 0))
         return ProximityGraph(state["crow"], state["col"], state["values"], self.num_nodes).to(dev)
 
     # ------------------------------------------------------------------ planning helpers

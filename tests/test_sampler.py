@@ -532,3 +532,29 @@ def test_state_without_bank(rng):
         t.update(bt, emb[bt])
     check_epoch(head + rest, n, b, False, len(s))
     assert t.stats["refresh_failures"] == 0
+
+
+def test_full_rebuilds_draw_fresh_candidates_and_resume_keeps_the_draw(rng):
+    n = 300
+    emb = torch.tensor(rng.normal(size=(n, 8)), dtype=torch.float32)
+    s = RWRBatchSampler(n, 10, k=5, candidates=20, embeddings=emb, seed=3, incremental_fraction=0.0)
+    first = s.graph
+    s.update(np.arange(n), emb)  # same bank, every row dirty: a full rebuild with a new draw
+    assert s.refresh() and s.stats["full_refreshes"] == 2
+    second = s.graph
+    # with M = 20 of 299 candidates, two independent draws give mostly different neighbour sets
+    same_rows = sum(torch.equal(first.col[first.crow[i]:first.crow[i + 1]],
+                                second.col[second.crow[i]:second.crow[i + 1]]) for i in range(n))
+    assert same_rows < n // 2
+    # a restored sampler continues with the same draw number: its next full rebuild equals ours
+    t = RWRBatchSampler(n, 10, k=5, candidates=20, seed=3, incremental_fraction=0.0)
+    t.load_state_dict(s.state_dict())
+    for smp in (s, t):
+        smp.update(np.arange(n), emb)
+        assert smp.refresh()
+    assert s.graph.equal(t.graph)
+    # a fixed draw when asked for: build_kwargs={"seed": ...}
+    u = RWRBatchSampler(n, 10, k=5, candidates=20, embeddings=emb, build_kwargs={"seed": 7}, incremental_fraction=0.0)
+    g0 = u.graph
+    u.update(np.arange(n), emb)
+    assert u.refresh() and u.graph.equal(g0)
