@@ -1,0 +1,272 @@
+"""The command line: demo end-to-end in a subprocess, analyze on generated data, bad inputs."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphbatch import cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _env():
+    env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg")
+    return env
+
+
+def _leftovers(folder: Path):
+    return [p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def _brute_mean_cos(emb, batch):
+    vals = []
+    for p in range(len(batch)):
+        for q in range(p + 1, len(batch)):
+            a, b = emb[batch[p]], emb[batch[q]]
+            vals.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+    return float(np.mean(vals))
+
+
+def _brute_fn(labels, batch):
+    same = [labels[batch[p]] == labels[batch[q]] for p in range(len(batch)) for q in range(p + 1, len(batch))]
+    return float(np.mean(same))
+
+
+def _clustered(rng, n=240, d=8, classes=6):
+    centres = rng.normal(size=(classes, d)) * 3
+    y = rng.integers(0, classes, size=n)
+    emb = centres[y] + rng.normal(size=(n, d))
+    return emb.astype(np.float32), y
+
+
+# ----------------------------------------------------------------------------- demo (subprocess)
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "graphbatch", "demo", "--out", str(out)],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(out) in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    names = [s["name"] for s in report["samplers"]]
+    for expected in ("random", "knn", "cluster", "bandwidth"):
+        assert expected in names
+    assert any(n.startswith("rwr-walk") for n in names) and any(n.startswith("rwr-ppr") for n in names)
+    for s in report["samplers"]:
+        for key in ("mean_cosine", "excess_hardness", "z_score", "false_negative_rate", "infonce", "coverage"):
+            assert s[key] is not None and math.isfinite(s[key]), (s["name"], key)
+        assert isinstance(s["settings"], dict)
+        assert s["coverage"] == pytest.approx(1.0) and s["duplicates"] == 0  # exact epochs
+    rwr = [s for s in report["samplers"] if s["name"].startswith("rwr-walk")]
+    assert {"candidates", "restart_prob", "k"} <= set(rwr[0]["settings"])
+    # the report's global mean equals the brute-force mean over all pairs of the documented embedding
+    emb, y, _ = cli.digits_embeddings(32)
+    e = emb.astype(np.float64) / np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
+    full = e @ e.T
+    n = len(e)
+    assert report["global_mean_cosine"] == pytest.approx((full.sum() - np.trace(full)) / (n * (n - 1)), abs=1e-6)
+    # per-sampler numbers agree with a brute-force recomputation from the written batches
+    batches = json.loads((out / "batches.json").read_text())
+    for s in report["samplers"][:2]:
+        bl = batches[s["name"]]
+        assert sorted(i for b in bl for i in b) == list(range(n))
+        fn = np.mean([_brute_fn(y, b) for b in bl])
+        assert s["false_negative_rate"] == pytest.approx(fn, abs=1e-9)
+        mc = np.mean([_brute_mean_cos(emb.astype(np.float64), b) for b in bl[:3]])
+        rows = [r for r in csv.DictReader(open(out / "per_batch.csv")) if r["sampler"] == s["name"]]
+        assert np.mean([float(r["mean_cosine"]) for r in rows[:3]]) == pytest.approx(mc, abs=1e-6)
+    for f in report["files"]:
+        assert (out / f).is_file(), f
+    pngs = [f for f in report["files"] if f.endswith(".png")]
+    assert len(pngs) == 3
+    for f in pngs:
+        assert (out / f).read_bytes()[:8] == PNG_MAGIC
+    assert report["environment"]["numpy"] == np.__version__
+    assert _leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- analyze (in process)
+_SMALL = ["--batch-size", "32", "--k", "5", "--candidates", "40,all", "--restart-probs", "0.3",
+          "--ppr-restart-probs", "", "--quiet"]
+
+
+def test_analyze_own_embeddings(tmp_path, rng, capsys):
+    emb, y = _clustered(rng)
+    np.save(tmp_path / "E.npy", emb)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "res"
+    rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--labels", str(tmp_path / "y.npy"),
+                   "--out", str(out), *_SMALL])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "rwr-walk M=40 p=0.3" in captured.out and str(out) in captured.out
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["num_instances"] == 240 and report["batch_size"] == 32
+    assert report["command"][0] == "analyze" and report["seed"] == 0 and report["device"] == "cpu"
+    names = [s["name"] for s in report["samplers"]]
+    assert names == ["random", "knn", "cluster", "bandwidth", "rwr-walk M=40 p=0.3", "rwr-walk M=all p=0.3"]
+    batches = json.loads((out / "batches.json").read_text())
+    for s in report["samplers"]:
+        assert len(s["hardness_by_quarter"]) == 4
+        bl = batches[s["name"]]
+        assert len(bl) == s["num_batches"] == math.ceil(240 / 32)
+        assert s["false_negative_rate"] == pytest.approx(np.mean([_brute_fn(y, b) for b in bl]), abs=1e-9)
+        assert s["mean_cosine"] == pytest.approx(np.mean([_brute_mean_cos(emb.astype(np.float64), b)
+                                                          for b in bl]), abs=1e-6)
+    # rerunning into the same (graphbatch-made) folder replaces it
+    rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--no-plots", *_SMALL])
+    assert rc == 0
+    report2 = json.loads((out / "report.json").read_text())
+    assert "false_negative_rate" not in report2["samplers"][0]
+    assert not any(f.endswith(".png") for f in report2["files"])
+    assert not list(out.glob("*.png"))
+    assert _leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def _run_bad(tmp_path, capsys, args, match):
+    out = tmp_path / "out"
+    rc = cli.main(["analyze", "--out", str(out), *args, "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("graphbatch: error:") and "Traceback" not in err
+    assert match in err, err
+    assert not out.exists()
+    assert _leftovers(tmp_path) == []
+    return err
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, rng, capsys):
+    emb, y = _clustered(rng, n=50)
+    np.save(tmp_path / "E.npy", emb)
+    np.save(tmp_path / "y_short.npy", y[:-1])
+    nan = emb.copy()
+    nan[7, 2] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "flat.npy", emb[:, 0])
+    E = str(tmp_path / "E.npy")
+    _run_bad(tmp_path, capsys, ["--embeddings", E, "--labels", str(tmp_path / "y_short.npy")], "labels has 49")
+    _run_bad(tmp_path, capsys, ["--embeddings", str(tmp_path / "nan.npy"), "--batch-size", "16"], "NaN")
+    _run_bad(tmp_path, capsys, ["--embeddings", E, "--batch-size", "51"], "--batch-size 51")
+    _run_bad(tmp_path, capsys, ["--embeddings", str(tmp_path / "flat.npy"), "--batch-size", "16"], "2-D")
+    _run_bad(tmp_path, capsys, ["--embeddings", str(tmp_path / "missing.npy")], "not found")
+    _run_bad(tmp_path, capsys, ["--embeddings", E, "--batch-size", "16", "--temperature", "0"], "--temperature")
+    _run_bad(tmp_path, capsys, ["--embeddings", E, "--batch-size", "16", "--device", "toaster"], "--device")
+    _run_bad(tmp_path, capsys, ["--embeddings", E, "--batch-size", "16", "--device", "cuda:99"], "--device")
+    # unwritable output folder: its parent is a regular file (works even as root)
+    (tmp_path / "afile").write_text("x")
+    rc = cli.main(["analyze", "--embeddings", E, "--out", str(tmp_path / "afile" / "out"), "--batch-size", "16",
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "cannot write the output folder" in err and "Traceback" not in err
+    rc = cli.main(["analyze", "--embeddings", E, "--out", str(tmp_path / "afile"), "--batch-size", "16", "--quiet"])
+    assert rc == 1 and "is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "x"
+    # a non-empty folder that graphbatch did not make is not replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep")
+    rc = cli.main(["analyze", "--embeddings", E, "--out", str(other), "--batch-size", "16", "--quiet"])
+    assert rc == 1 and "--overwrite" in capsys.readouterr().err
+    assert (other / "precious.txt").read_text() == "keep"
+    # argparse usage errors exit 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["analyze", "--embeddings", E, "--out", str(tmp_path / "o"), "--restart-probs", "1.5"])
+    assert exc.value.code == 2
+
+
+def test_failure_mid_run_leaves_previous_output_intact(tmp_path, rng, capsys, monkeypatch):
+    emb, y = _clustered(rng, n=60)
+    np.save(tmp_path / "E.npy", emb)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"old": true}')
+    import graphbatch.metrics as metrics
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("sampler exploded")
+
+    monkeypatch.setattr(metrics, "compare_samplers", boom)
+    rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--batch-size", "16",
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "sampler exploded" in err
+    assert json.loads((out / "report.json").read_text()) == {"old": True}
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_process_error_has_no_traceback(tmp_path, rng):
+    emb, y = _clustered(rng, n=30)
+    np.save(tmp_path / "E.npy", emb)
+    np.save(tmp_path / "y.npy", y[:10])
+    proc = subprocess.run([sys.executable, "-m", "graphbatch", "analyze", "--embeddings", str(tmp_path / "E.npy"),
+                           "--labels", str(tmp_path / "y.npy"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 1
+    assert "labels has 10 entries but embeddings has 30 rows" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_and_parser():
+    parser = cli.build_parser()
+    args = parser.parse_args(["demo", "--candidates", "20,all", "--restart-probs", "0.1,0.5"])
+    assert args.candidates == [20, None] and args.restart_probs == [0.1, 0.5]
+    assert parser.parse_args(["demo", "--ppr-restart-probs", ""]).ppr_restart_probs == []
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["demo", "--help"])
+    assert exc.value.code == 0
+    assert cli.main([]) == 2
+
+
+# ----------------------------------------------------------------------------- plots
+def test_tradeoff_plot_draws_the_table(rng):
+    from graphbatch.metrics import Table
+    from graphbatch.plots import plot_hardness_distribution, plot_tradeoff
+
+    rows = [("random", "random", {}, 0.0, 0.1)]
+    for p in (0.2, 0.5):
+        for m in (200, 50, 1000):  # deliberately unsorted: lines must follow increasing M
+            rows.append((f"rwr-walk M={m} p={p}", "rwr-walk", {"candidates": m, "restart_prob": p},
+                         float(rng.uniform()), float(rng.uniform())))
+    table = Table({"name": [r[0] for r in rows], "family": [r[1] for r in rows], "settings": [r[2] for r in rows],
+                   "excess_hardness": [r[3] for r in rows], "false_negative_rate": [r[4] for r in rows]})
+    fig = plot_tradeoff(table)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].lines}
+    for p in (0.2, 0.5):
+        mine = sorted((r for r in rows if r[2].get("restart_prob") == p), key=lambda r: r[2]["candidates"])
+        np.testing.assert_allclose(lines[f"rwr-walk p={p:g}"].get_xdata(), [r[3] for r in mine])
+        np.testing.assert_allclose(lines[f"rwr-walk p={p:g}"].get_ydata(), [r[4] for r in mine])
+    np.testing.assert_allclose(lines["random"].get_xdata(), [0.0])
+    with pytest.raises(ValueError, match="y"):
+        plot_tradeoff(Table({"name": ["a"], "excess_hardness": [0.1]}))
+    with pytest.raises(TypeError, match="details"):
+        plot_hardness_distribution({})
+
+
+@pytest.mark.gpu
+def test_analyze_on_cuda(tmp_path, rng, capsys):
+    emb, y = _clustered(rng)
+    np.save(tmp_path / "E.npy", emb)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "res"
+    rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--labels", str(tmp_path / "y.npy"),
+                   "--out", str(out), "--device", "cuda", "--no-plots", *_SMALL])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["device"].startswith("cuda")
+    batches = json.loads((out / "batches.json").read_text())
+    for s in report["samplers"]:
+        bl = batches[s["name"]]
+        assert sorted(i for b in bl for i in b) == list(range(240))
+        assert s["false_negative_rate"] == pytest.approx(np.mean([_brute_fn(y, b) for b in bl]), abs=1e-9)
