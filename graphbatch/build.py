@@ -410,7 +410,8 @@ def _candidates_table(sc: _Scorer, a: _Args, rows: torch.Tensor | None) -> tuple
             # almost always holds some requested row, so filtering after it saves nothing.
             dest = where[flat_anchors]
             keep = dest >= 0
-            s, flat_anchors, flat_slot, base, dest = s[keep], flat_anchors[keep], flat_slot[keep], base[keep], dest[keep]
+            s, flat_anchors, flat_slot = s[keep], flat_anchors[keep], flat_slot[keep]
+            base, dest = base[keep], dest[keep]
         ar = torch.arange(s.shape[0], device=dev)
         s[ar, flat_slot] = sc.self_scores(flat_anchors) if a.self_loops else _NEG_INF
         val, col = _topk_rows(s, k)
