@@ -32,7 +32,8 @@ Guarantees shared by every sampler in this module and :mod:`graphbatch.baselines
   changed rows' neighbour lists are recomputed, with
   :func:`graphbatch.build.neighbor_table` ``(rows=...)``, and spliced into the
   previous graph) when at most ``incremental_fraction`` of the rows changed, and
-  full otherwise. Unchanged rows keep their neighbour lists (and scores) from
+  full otherwise; a full rebuild draws fresh candidate pools (seeded by ``seed``
+  and the draw number), an incremental one reuses the current draw. Unchanged rows keep their neighbour lists (and scores) from
   the previous build, even if a neighbour's embedding moved: that is the price
   of the incremental path. **When a refresh takes effect mid-epoch:** the
   batches already handed out stay as they are (distributed: the first
