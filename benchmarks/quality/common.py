@@ -1,0 +1,173 @@
+"""Shared pieces of the quality benchmarks: samplers, the training loop, hardness logging, caching.
+
+Every modality script trains the same model with each sampler for the SAME number of steps and
+batch size (equal compute), refreshes the graph samplers from the trainer's own embeddings
+(``sampler.update(index, z.detach())``) and logs, every ``log_every`` steps, the hardness of the
+batch actually used (:func:`graphbatch.metrics.batch_hardness` on the current embedding bank).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import graphbatch as gb
+from graphbatch.metrics import batch_hardness
+
+SAMPLERS = ("random", "knn", "rwr_walk", "rwr_ppr")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else CPU (the scripts run unchanged on a GPU box).
+
+    On CPU torch is limited to ``QUALITY_THREADS`` threads (default 1): on a shared, loaded box
+    intra-op thread pools spin against each other (a GIN step went from 0.5 s to 25 ms with 1 thread).
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    torch.set_num_threads(int(os.environ.get("QUALITY_THREADS", "1")))
+    return torch.device("cpu")
+
+
+def require_data(path: Path, what: str) -> Path:
+    """Return ``path`` or exit with a clear message naming the missing folder/file."""
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"quality benchmark: {what} not found at {path} -- pass --data pointing at the "
+                         f"shared data folder (default ../shared/data, relative to the repo root)")
+    return path
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def make_sampler(name: str, n: int, batch_size: int, *, seed: int, embeddings: torch.Tensor, k: int,
+                 candidates: int | None, refresh_every: int, restart_prob: float = 0.2):
+    """One of :data:`SAMPLERS`, all built from the same initial embeddings and refreshed alike.
+
+    ``k``/``candidates`` configure the RWR graph. The kNN baseline is the paper's: a random seed and its
+    ``batch_size - 1`` exact nearest unused neighbours (``k = batch_size - 1``, all candidates), so a batch
+    is one neighbourhood rather than ``k`` neighbours topped up by the sampler's fallbacks.
+    """
+    common = dict(seed=seed, refresh_every=refresh_every, drop_last=True)
+    if name == "random":
+        return gb.RandomBatchSampler(n, batch_size, **common)
+    if name == "knn":
+        return gb.KNNBatchSampler(n, batch_size, k=min(batch_size - 1, n - 1), candidates=None,
+                                  embeddings=embeddings, **common)
+    if name in ("rwr_walk", "rwr_ppr"):
+        return gb.RWRBatchSampler(n, batch_size, k=k, candidates=candidates, restart_prob=restart_prob,
+                                  mode=name.split("_")[1], embeddings=embeddings, **common)
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric in-batch InfoNCE (SimCLR NT-Xent across views / SimCSE with ``temperature=0.05``)."""
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    logits = z1 @ z2.t() / temperature
+    target = torch.arange(z1.shape[0], device=z1.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+class HardnessLog:
+    """Every ``every`` steps: hardness / false negatives of the batch just used vs a random batch.
+
+    Both the training batch and a uniformly random batch of the same size are embedded afresh by
+    ``embed_fn(indices) -> (b, d)`` (the current model, no augmentation, no grad), so the two are measured
+    under the same conditions; :func:`graphbatch.metrics.batch_hardness` scores both. ``excess_cosine`` is
+    the batch's mean in-batch cosine minus the random batch's (0 in expectation for random batches).
+    """
+
+    COLS = ("mean_cosine", "false_negative_rate", "infonce")
+
+    def __init__(self, labels: Any, every: int, temperature: float, n: int, embed_fn: Callable, seed: int) -> None:
+        self.labels = None if labels is None else np.asarray(labels)
+        self.every = max(1, int(every))
+        self.temperature = temperature
+        self.n = n
+        self.embed_fn = embed_fn
+        self.rng = np.random.default_rng(10_000 + seed)
+        self.rows: list[dict] = []
+
+    def maybe(self, step: int, index: torch.Tensor) -> None:
+        if step % self.every:
+            return
+        idx = index.cpu().numpy().astype(np.int64)
+        ref = self.rng.choice(self.n, size=idx.size, replace=False)
+        with torch.no_grad():
+            z = torch.cat([self.embed_fn(idx).float(), self.embed_fn(ref).float()]).cpu()
+        labels = None if self.labels is None else np.concatenate([self.labels[idx], self.labels[ref]])
+        b = idx.size
+        t = batch_hardness(z, [list(range(b)), list(range(b, 2 * b))], labels=labels, temperature=self.temperature)
+        row = {"step": step}
+        for c in self.COLS:
+            if c in t:
+                row[c] = round(float(t[c][0]), 5)
+                row["random_" + c] = round(float(t[c][1]), 5)
+        row["excess_cosine"] = round(row["mean_cosine"] - row["random_mean_cosine"], 5)
+        self.rows.append(row)
+
+    def summary(self) -> dict:
+        out = {}
+        for c in self.rows[0] if self.rows else ():
+            if c != "step":
+                vals = [r[c] for r in self.rows if r.get(c) is not None and r[c] == r[c]]
+                if vals:
+                    out[c] = round(float(np.mean(vals)), 5)
+        return out
+
+
+def train(loader_factory: Callable[[int], Any], sampler, step_fn: Callable[[Any], tuple], opt, *, steps: int,
+          log: HardnessLog) -> dict:
+    """Run ``steps`` optimisation steps; ``step_fn(batch) -> (loss, index, z)``; feeds ``z`` to the sampler."""
+    step, epoch, losses, t0 = 0, 0, [], time.perf_counter()
+    while step < steps:
+        sampler.set_epoch(epoch)
+        for batch in loader_factory(epoch):
+            loss, index, z = step_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sampler.update(index, F.normalize(z.detach().float(), dim=1))
+            step += 1
+            losses.append(float(loss.detach()))
+            log.maybe(step, index)
+            if step >= steps:
+                break
+        epoch += 1
+    stats = getattr(sampler, "stats", {}) or {}
+    return {"train_seconds": round(time.perf_counter() - t0, 2), "steps": step, "epochs": epoch,
+            "loss_first": round(float(np.mean(losses[:5])), 4), "loss_last": round(float(np.mean(losses[-5:])), 4),
+            "refreshes": int(stats.get("refreshes", 0)) if isinstance(stats, dict) else 0,
+            "sampler_repr": repr(sampler),
+            "hardness": log.summary(), "hardness_log": log.rows}
+
+
+# ------------------------------------------------------------------------------------------ cache
+def cache_file(out: Path, modality: str, dataset: str, sampler: str, seed: int, quick: bool) -> Path:
+    tag = "quick" if quick else "full"
+    return Path(out) / tag / modality / f"{dataset}__{sampler}__seed{seed}.json"
+
+
+def save_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, sort_keys=True, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+def mean_std(values) -> tuple[float, float]:
+    a = np.asarray([v for v in values if v is not None], dtype=float)
+    if a.size == 0:
+        return float("nan"), float("nan")
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
