@@ -81,7 +81,11 @@ class KNNBatchSampler(GraphSamplerBase):
     Args:
         num_nodes: dataset size ``N``.
         batch_size: ``B`` in ``[1, N]``.
-        k: neighbours per node in the proximity graph (clamped to ``N - 1``).
+        k: neighbours per node in the proximity graph (clamped to ``N - 1``). Default
+            ``None`` = ``batch_size - 1``: a batch is a seed and its ``B - 1`` nearest unused
+            neighbours, the paper's kNN baseline. With a smaller ``k`` a batch takes the seed's
+            ``k`` neighbours and then fills up from their neighbourhood (the 2-hop fallback of
+            :class:`~graphbatch.RWRBatchSampler`), which is easier than the paper's baseline.
         candidates: random candidates per node (``None``: exact kNN).
         drop_last: drop the last short batch.
         seed: base random seed.
@@ -97,8 +101,10 @@ class KNNBatchSampler(GraphSamplerBase):
         True
     """
 
-    def __init__(self, num_nodes: int, batch_size: int, *, k: int = 100, candidates: int | None = 1000,
+    def __init__(self, num_nodes: int, batch_size: int, *, k: int | None = None, candidates: int | None = 1000,
                  **kwargs: Any) -> None:
+        if k is None:
+            k = max(1, min(check_int("batch_size", batch_size, low=1), check_int("num_nodes", num_nodes, low=1)) - 1)
         super().__init__(num_nodes, batch_size, k=k, candidates=candidates, **kwargs)
 
     def _plan(self, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int) -> np.ndarray:

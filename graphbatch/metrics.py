@@ -666,8 +666,9 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
                          baselines: bool = True) -> list[SamplerSpec]:
     """The sampler configurations :func:`compare_samplers` runs by default.
 
-    Baselines (``RandomBatchSampler``, ``KNNBatchSampler`` and ``BandwidthBatchSampler`` on the
-    graph of the largest M with ``k`` neighbours, ``ClusterBatchSampler(num_clusters=ceil(N /
+    Baselines (``RandomBatchSampler``, ``KNNBatchSampler`` with ``k = batch_size - 1`` (the
+    paper's kNN baseline) and ``BandwidthBatchSampler`` with ``k`` neighbours, both on the
+    largest M, ``ClusterBatchSampler(num_clusters=ceil(N /
     batch_size))``),
     then ``RWRBatchSampler`` in ``mode="walk"`` for every ``candidates`` M x
     ``restart_probs`` p, and in ``mode="ppr"`` for every M in ``ppr_candidates`` (default: the
@@ -713,7 +714,9 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
     if baselines:
         specs += [
             SamplerSpec("random", _lazy(gb, "RandomBatchSampler"), {}, "random"),
-            SamplerSpec("knn", _lazy(gb, "KNNBatchSampler"), {"k": k, "candidates": max(ms)}, "knn"),
+            # the paper's kNN baseline: a seed and its B - 1 nearest neighbours
+            SamplerSpec("knn", _lazy(gb, "KNNBatchSampler"),
+                        {"k": min(max(batch_size - 1, 1), num_nodes - 1), "candidates": max(ms)}, "knn"),
             SamplerSpec("cluster", _lazy(gb, "ClusterBatchSampler"),
                         {"num_clusters": max(1, math.ceil(num_nodes / batch_size))}, "cluster"),
             SamplerSpec("bandwidth", _lazy(gb, "BandwidthBatchSampler"), {"k": k, "candidates": max(ms)},

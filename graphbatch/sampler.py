@@ -33,10 +33,10 @@ Guarantees shared by every sampler in this module and :mod:`graphbatch.baselines
   :func:`graphbatch.build.neighbor_table` ``(rows=...)``, and spliced into the
   previous graph) when at most ``incremental_fraction`` of the rows changed, and
   full otherwise; a full rebuild draws fresh candidate pools (seeded by ``seed``
-  and the draw number), an incremental one reuses the current draw. Unchanged rows keep their neighbour lists (and scores) from
-  the previous build, even if a neighbour's embedding moved: that is the price
-  of the incremental path. **When a refresh takes effect mid-epoch:** the
-  batches already handed out stay as they are (distributed: the first
+  and the draw number), an incremental one reuses the current draw. Unchanged
+  rows keep their neighbour lists (and scores) from the previous build, even if
+  a neighbour's embedding moved: that is the price of the incremental path.
+  **When a refresh takes effect mid-epoch:** the batches already handed out stay as they are (distributed: the first
   ``W x`` (batches this rank handed out) batches of the plan); all nodes not yet
   handed out in this epoch are re-planned with the new graph (same batch size, so the epoch
   length and the exact-once guarantee are unchanged). A refresh that fails

@@ -328,7 +328,7 @@ def test_default_grid_names_and_settings():
     assert names == ["random", "knn", "cluster", "bandwidth", "rwr-walk M=100 p=0.2", "rwr-walk M=all p=0.2",
                      "rwr-ppr M=100 p=0.5"]  # None and 1000 both mean all 500 instances: deduplicated
     assert specs[4].settings == {"mode": "walk", "k": 8, "candidates": 100, "restart_prob": 0.2}
-    assert specs[1].settings == {"k": 8, "candidates": 500}
+    assert specs[1].settings == {"k": 31, "candidates": 500}  # kNN baseline: seed + its B - 1 neighbours
     assert specs[2].settings == {"num_clusters": 16}
     with pytest.raises(ValueError, match="batch_size"):
         default_sampler_grid(10, 11)
