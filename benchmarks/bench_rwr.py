@@ -118,19 +118,19 @@ def bench_dense(graph: ProximityGraph, seeds: torch.Tensor, name: str, dtype: to
 
 
 def bench_truncated(graph: ProximityGraph, seeds: torch.Tensor, p: float, eps: float, device: str,
-                    iters: int) -> dict:
+                    iters: int, engine: str = "torch") -> dict:
     """Cold call (includes the O(nnz) set-up, cached per graph), then the best of ``iters`` warm calls."""
     from graphbatch import walk
 
     walk._PUSH_CACHE.clear()
     t = time.perf_counter()
-    rwr_truncated(graph, seeds, p, eps=eps, dtype=torch.float32)
+    rwr_truncated(graph, seeds, p, eps=eps, dtype=torch.float32, engine=engine)
     sync(device)
     cold = time.perf_counter() - t
     warm = []
     for _ in range(iters):
         t = time.perf_counter()
-        out, info = rwr_truncated(graph, seeds, p, eps=eps, return_info=True, dtype=torch.float32)
+        out, info = rwr_truncated(graph, seeds, p, eps=eps, return_info=True, dtype=torch.float32, engine=engine)
         sync(device)
         warm.append(time.perf_counter() - t)
     el = min(warm)
@@ -166,6 +166,8 @@ def main(argv=None) -> None:
                     help="timed power iterations / warm rwr_truncated calls (best is reported)")
     ap.add_argument("--p", type=float, default=0.2, help="restart probability")
     ap.add_argument("--eps", type=float, default=1e-4, help="rwr_truncated threshold")
+    ap.add_argument("--engines", default=None,
+                    help="rwr_truncated engines, from torch,numba (default: numba on CPU when installed, and torch)")
     ap.add_argument("--graph", choices=["local", "random"], default="local")
     ap.add_argument("--window", type=int, default=100, help="locality window of the 'local' graph")
     ap.add_argument("--dtype", choices=["auto", "float32", "float64"], default="auto")
@@ -185,6 +187,10 @@ def main(argv=None) -> None:
     else:
         names = args.backends.split(",")
     variants = args.variants.split(",")
+    if args.engines is None:
+        engines = ["torch"] + (["numba"] if args.device == "cpu" and backend.WITH_NUMBA else [])
+    else:
+        engines = args.engines.split(",")
     bw = stream_bandwidth(args.stream_mb, args.device)
     print(f"device={args.device} threads={torch.get_num_threads()} stream copy bandwidth: {bw / 1e9:.2f} GB/s")
 
@@ -220,14 +226,14 @@ def main(argv=None) -> None:
                           f"(bound {row['bound_iter_s'] * 1e3:7.1f} ms)  ideal {row['GBps_ideal']:6.2f} GB/s "
                           f"= {100 * row['frac_of_stream_ideal']:5.1f}% of stream; "
                           f"gather-model {row['GBps_gather']:6.2f} GB/s; setup {r['setup_s']:.2f}s")
-            if "truncated" in variants:
-                r = bench_truncated(graph, seeds, args.p, args.eps, args.device, args.iters)
-                row = {"N": n, "K": args.k, "S": s, "variant": "truncated", "backend": "torch-push",
+            for engine in (engines if "truncated" in variants else []):
+                r = bench_truncated(graph, seeds, args.p, args.eps, args.device, args.iters, engine)
+                row = {"N": n, "K": args.k, "S": s, "variant": "truncated", "backend": f"{engine}-push",
                        "eps": args.eps, **r}
                 rows.append(row)
-                print(f"  trunc  push   S={s:4d} eps={args.eps:g}: cold {r['cold_s']:.2f} s, "
-                      f"warm {r['total_s']:.2f} s, "
-                      f"{r['per_seed_ms']:.2f} ms/seed, {r['rounds']} rounds, {r['nnz_per_seed']:.0f} nnz/seed, "
+                print(f"  trunc  {engine:5s} S={s:4d} eps={args.eps:g}: cold {r['cold_s']:.2f} s, "
+                      f"warm {r['total_s']:.3f} s, "
+                      f"{r['per_seed_ms']:.3f} ms/seed, {r['rounds']} rounds, {r['nnz_per_seed']:.0f} nnz/seed, "
                       f"L1 err mean {r['l1_error_mean']:.3g} max {r['l1_error_max']:.3g}")
             if "montecarlo" in variants:
                 r = bench_monte_carlo(graph, seeds, args.p, args.walks, args.device)

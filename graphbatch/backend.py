@@ -12,6 +12,7 @@ Attributes:
     WITH_CUPY: CuPy imports (it may still lack a device; see ``WITH_CUDA``).
     WITH_TORCH_SPARSE: ``torch_sparse`` imports.
     WITH_PYNNDESCENT: ``pynndescent`` is installed.
+    WITH_NUMBA: ``numba`` is installed (compiled samplers and push engine).
     WITH_SENTENCE_TRANSFORMERS: ``sentence_transformers`` is installed.
 
 Example:
@@ -32,6 +33,7 @@ __all__ = [
     "WITH_CUPY",
     "WITH_TORCH_SPARSE",
     "WITH_PYNNDESCENT",
+    "WITH_NUMBA",
     "WITH_SENTENCE_TRANSFORMERS",
     "MissingDependencyError",
     "require",
@@ -86,6 +88,7 @@ WITH_CUDA: bool = _cuda_available()
 WITH_CUPY: bool = _installed("cupy") and _importable("cupy")
 WITH_TORCH_SPARSE: bool = _installed("torch_sparse") and _importable("torch_sparse")
 WITH_PYNNDESCENT: bool = _installed("pynndescent")
+WITH_NUMBA: bool = _installed("numba")
 WITH_SENTENCE_TRANSFORMERS: bool = _installed("sentence_transformers")
 
 
@@ -125,5 +128,6 @@ def capabilities() -> dict[str, bool]:
         "WITH_CUPY": WITH_CUPY,
         "WITH_TORCH_SPARSE": WITH_TORCH_SPARSE,
         "WITH_PYNNDESCENT": WITH_PYNNDESCENT,
+        "WITH_NUMBA": WITH_NUMBA,
         "WITH_SENTENCE_TRANSFORMERS": WITH_SENTENCE_TRANSFORMERS,
     }

@@ -42,6 +42,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import backend as _backend
@@ -497,9 +498,135 @@ def _push_setup(graph: ProximityGraph, weighted: bool):
     return setup
 
 
+def _k_push(crow, col, prob, dangling, seeds, p, eps, max_rounds, res, x, inq, mark, queue, touched):
+    """Compiled (numba) FIFO forward push, one seed after another, on CPU arrays.
+
+    Same push rule and invariant as the vectorised engine: a node whose residual
+    exceeds ``eps`` is queued; popping it moves ``p res`` into ``x`` and spreads
+    ``(1 - p) res`` along its row of ``P`` (to the seed if dangling). A *round* is
+    one generation of the FIFO queue (the nodes queued when the previous round
+    ended), so ``max_rounds`` and the returned round count mean what they mean for
+    the vectorised engine. ``res``, ``x`` (float64), ``inq``, ``mark`` (bool),
+    ``queue`` and ``touched`` (int64) are ``N``-sized scratch arrays, zero/False on
+    entry and on exit: only touched entries are cleared, so a seed costs time in
+    the nodes it reaches, not in ``N``.
+    """
+    n = res.shape[0]
+    n_seeds = seeds.shape[0]
+    cap = 1024
+    out_col = np.empty(cap, dtype=np.int64)
+    out_val = np.empty(cap, dtype=np.float64)
+    out_ptr = np.zeros(n_seeds + 1, dtype=np.int64)
+    err = np.zeros(n_seeds, dtype=np.float64)
+    rounds_max = 0
+    converged = True
+    q = 1.0 - p
+    for j in range(n_seeds):
+        s = seeds[j]
+        nt = 0
+        res[s] = 1.0
+        mark[s] = True
+        touched[nt] = s
+        nt += 1
+        head = 0
+        qlen = 1
+        queue[0] = s
+        inq[s] = True
+        rounds = 0
+        left = 0  # nodes left in the current round
+        while qlen > 0:
+            if left == 0:
+                if rounds == max_rounds:
+                    converged = False
+                    break
+                rounds += 1
+                left = qlen
+            u = queue[head]
+            head = head + 1 if head + 1 < n else 0
+            qlen -= 1
+            left -= 1
+            inq[u] = False
+            r = res[u]
+            res[u] = 0.0
+            x[u] += p * r
+            if dangling[u]:
+                res[s] += q * r
+                if res[s] > eps and not inq[s]:
+                    queue[(head + qlen) % n] = s
+                    qlen += 1
+                    inq[s] = True
+            else:
+                for e in range(crow[u], crow[u + 1]):
+                    v = col[e]
+                    if not mark[v]:
+                        mark[v] = True
+                        touched[nt] = v
+                        nt += 1
+                    res[v] += q * r * prob[e]
+                    if res[v] > eps and not inq[v]:
+                        queue[(head + qlen) % n] = v
+                        qlen += 1
+                        inq[v] = True
+        if rounds > rounds_max:
+            rounds_max = rounds
+        # x's support (every pushed node holds x > 0), sorted, appended to the output
+        sup = np.empty(nt, dtype=np.int64)
+        ns = 0
+        for i in range(nt):
+            t = touched[i]
+            if x[t] > 0.0:
+                sup[ns] = t
+                ns += 1
+        sup = np.sort(sup[:ns])
+        start = out_ptr[j]
+        while start + ns > cap:
+            cap *= 2
+            grown_c = np.empty(cap, dtype=np.int64)
+            grown_v = np.empty(cap, dtype=np.float64)
+            grown_c[:start] = out_col[:start]
+            grown_v[:start] = out_val[:start]
+            out_col, out_val = grown_c, grown_v
+        total = 0.0
+        for i in range(ns):
+            out_col[start + i] = sup[i]
+            out_val[start + i] = x[sup[i]]
+            total += x[sup[i]]
+        out_ptr[j + 1] = start + ns
+        err[j] = max(1.0 - total, 0.0)
+        for i in range(nt):  # sparse clean-up of the scratch arrays
+            t = touched[i]
+            res[t] = 0.0
+            x[t] = 0.0
+            mark[t] = False
+            inq[t] = False
+    return out_ptr, out_col[:out_ptr[n_seeds]], out_val[:out_ptr[n_seeds]], err, rounds_max, converged
+
+
+_PUSH_KERNEL: list = []
+
+
+def _push_kernel():
+    """The compiled :func:`_k_push` (numba, compiled on first use and cached on disk)."""
+    if not _PUSH_KERNEL:
+        numba = _backend.require("numba", "rwr_truncated(engine='numba')")
+        _PUSH_KERNEL.append(numba.njit(cache=True, nogil=True)(_k_push))
+    return _PUSH_KERNEL[0]
+
+
+def _resolve_engine(engine: Any, graph: ProximityGraph) -> str:
+    if engine not in ("auto", "torch", "numba"):
+        raise ValueError(f"engine must be 'auto', 'torch' or 'numba', got {engine!r}")
+    if engine == "numba" and graph.device.type != "cpu":
+        raise ValueError(f"engine='numba' runs on CPU graphs only; this graph is on {graph.device}")
+    if engine == "auto":
+        return "numba" if graph.device.type == "cpu" and _backend.WITH_NUMBA else "torch"
+    return engine
+
+
 def rwr_truncated(graph: ProximityGraph, seeds: Any, restart_prob: float, *, eps: float = 1e-4,
                   max_iter: int = 10_000, weighted: bool = True, return_info: bool = False,
-                  dtype: torch.dtype = torch.float64, chunk_size: int | None = None) -> Any:
+                  dtype: torch.dtype = torch.float64, chunk_size: int | None = None,
+                  engine: str = "auto") -> Any:
     """Sparse approximate RWR vectors by vectorised forward push (Andersen-Chung-Lang style).
 
     Each seed keeps an estimate ``x`` and a residual ``res`` (start: ``x = 0``,
@@ -539,7 +666,13 @@ def rwr_truncated(graph: ProximityGraph, seeds: Any, restart_prob: float, *, eps
             the push itself runs in float64.
         chunk_size: seeds pushed together (three 8-byte scratch arrays of
             ``chunk_size * N`` entries, reused across chunks and cleared sparsely);
-            default: as many as fit in 256 MiB.
+            default: as many as fit in 256 MiB. Used by the ``"torch"`` engine only.
+        engine: ``"torch"`` (the vectorised rounds above, on the graph's device),
+            ``"numba"`` (a compiled FIFO push, one seed after another, CPU graphs only:
+            the same push rule, invariant and error accounting, a round being one
+            generation of the queue; results differ from ``"torch"`` within the bound
+            because the push order differs) or ``"auto"`` (numba for a CPU graph when
+            numba is installed, else torch).
 
     Returns:
         torch sparse CSR tensor ``(S, N)`` on the graph's device (sorted column
@@ -570,6 +703,8 @@ def rwr_truncated(graph: ProximityGraph, seeds: Any, restart_prob: float, *, eps
         chunk_size = max(1, (256 << 20) // (24 * n))
     chunk_size = min(check_int("chunk_size", chunk_size, low=1), S)
     crow, col, prob, dangling, grid, deg = _push_setup(graph, weighted)
+    if _resolve_engine(engine, graph) == "numba":
+        return _rwr_truncated_numba(crow, col, prob, dangling, s, p, eps, max_iter, return_info, dtype, n)
     q = 1.0 - p
 
     # dense scratch for one chunk of seeds, indexed by key = local_seed * n + node; cleared sparsely
@@ -637,6 +772,27 @@ def rwr_truncated(graph: ProximityGraph, seeds: Any, restart_prob: float, *, eps
     err = (1.0 - torch.zeros(S, dtype=torch.float64, device=dev).index_add_(0, rows, val)).clamp_min(0.0)
     return out, RWRInfo(iterations=rounds, residual=float(err.max()), backend="torch-push",
                         converged=converged, error=err)
+
+
+def _rwr_truncated_numba(crow, col, prob, dangling, s, p, eps, max_iter, return_info, dtype, n):
+    """``rwr_truncated`` with the compiled engine (CPU tensors in, sparse CSR tensor out)."""
+    kernel = _push_kernel()
+    res = np.zeros(n, dtype=np.float64)
+    x = np.zeros(n, dtype=np.float64)
+    inq = np.zeros(n, dtype=np.bool_)
+    mark = np.zeros(n, dtype=np.bool_)
+    queue = np.empty(max(n, 1), dtype=np.int64)
+    touched = np.empty(max(n, 1), dtype=np.int64)
+    ptr, cols, vals, err, rounds, converged = kernel(
+        crow.numpy(), col.numpy(), prob.numpy(), dangling.numpy(), s.numpy(), float(p), float(eps),
+        int(max_iter), res, x, inq, mark, queue, touched)
+    out = _sparse_csr(torch.from_numpy(ptr), torch.from_numpy(cols), torch.from_numpy(vals).to(dtype),
+                      (s.numel(), n))
+    if not return_info:
+        return out
+    err_t = torch.from_numpy(err)
+    return out, RWRInfo(iterations=int(rounds), residual=float(err_t.max()) if err_t.numel() else 0.0,
+                        backend="numba-push", converged=bool(converged), error=err_t)
 
 
 # ------------------------------------------------------------- Monte Carlo

@@ -258,15 +258,19 @@ def test_rwr_cupy_missing(rng):
 
 
 # ------------------------------------------------------------------ truncated (push)
+ENGINES = ["torch", "numba"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("weighted", [True, False])
-def test_rwr_truncated_within_bound(rng, weighted):
+def test_rwr_truncated_within_bound(rng, weighted, engine):
     g = random_digraph(rng, 150, avg_deg=5, zero_weight_rows=3 if weighted else 0)
     p = float(rng.uniform(0.1, 0.5))
     seeds = rng.integers(0, g.num_nodes, 5).tolist()
     exact = rwr(g, seeds, p, tol=1e-13, weighted=weighted)
     prev = None
     for eps in (1e-2, 1e-3, 1e-5):
-        T, info = rwr_truncated(g, seeds, p, eps=eps, weighted=weighted, return_info=True)
+        T, info = rwr_truncated(g, seeds, p, eps=eps, weighted=weighted, return_info=True, engine=engine)
         assert T.layout == torch.sparse_csr and T.shape == (5, g.num_nodes) and info.converged
         D = T.to_dense()
         diff = exact - D
@@ -297,41 +301,68 @@ def test_rwr_truncated_knn_table_path(rng, monkeypatch):
     assert n * int(g.out_degree().max()) <= walk._GRID_SLACK * g.nnz  # the table path is taken
     seeds = rng.integers(0, n, 4).tolist() + [int(np.flatnonzero(g.out_degree().numpy() == 0)[0])]
     exact = rwr(g, seeds, 0.2, tol=1e-13)
-    T, info = rwr_truncated(g, seeds, 0.2, eps=1e-4, return_info=True)
+    T, info = rwr_truncated(g, seeds, 0.2, eps=1e-4, return_info=True, engine="torch")
     diff = exact - T.to_dense()
     assert diff.min() >= -1e-12
     assert torch.allclose(diff.sum(1), info.error, atol=1e-10, rtol=0)
     assert (info.error <= 1e-4 * n).all()
     monkeypatch.setattr(walk, "_GRID_SLACK", 0.0)
-    T2 = rwr_truncated(g, seeds, 0.2, eps=1e-4)
+    T2 = rwr_truncated(g, seeds, 0.2, eps=1e-4, engine="torch")
     assert torch.equal(T2.crow_indices(), T.crow_indices()) and torch.equal(T2.col_indices(), T.col_indices())
     assert torch.allclose(T2.values(), T.values(), atol=1e-13, rtol=0)
 
 
-def test_rwr_truncated_row_equals_single_seed(rng):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rwr_truncated_row_equals_single_seed(rng, engine):
     g = random_digraph(rng, 100)
     seeds = [4, 17, 4]
-    T = rwr_truncated(g, seeds, 0.3, eps=1e-4).to_dense()
+    T = rwr_truncated(g, seeds, 0.3, eps=1e-4, engine=engine).to_dense()
     for j, s in enumerate(seeds):
-        assert torch.allclose(T[j], rwr_truncated(g, [s], 0.3, eps=1e-4).to_dense()[0], atol=1e-14, rtol=0)
+        single = rwr_truncated(g, [s], 0.3, eps=1e-4, engine=engine).to_dense()[0]
+        assert torch.allclose(T[j], single, atol=1e-14, rtol=0)
     # chunking the seeds (scratch arrays reused and cleared between chunks) changes nothing
     for chunk in (1, 2):
-        assert torch.allclose(rwr_truncated(g, seeds, 0.3, eps=1e-4, chunk_size=chunk).to_dense(), T,
-                              atol=1e-14, rtol=0)
+        assert torch.allclose(rwr_truncated(g, seeds, 0.3, eps=1e-4, chunk_size=chunk, engine=engine).to_dense(),
+                              T, atol=1e-14, rtol=0)
     # the cached set-up is per (graph, weighted): switching weighting on the same graph is honoured
     for weighted in (False, True, False):
-        Tw, info = rwr_truncated(g, seeds, 0.3, eps=1e-6, weighted=weighted, return_info=True)
+        Tw, info = rwr_truncated(g, seeds, 0.3, eps=1e-6, weighted=weighted, return_info=True, engine=engine)
         ex = rwr(g, seeds, 0.3, weighted=weighted, tol=1e-13)
         assert torch.allclose((ex - Tw.to_dense()).sum(1), info.error, atol=1e-10, rtol=0)
     # stopped early: not converged, but the reported error is still exact
     exact = rwr(g, seeds, 0.3, tol=1e-13)
-    early, info = rwr_truncated(g, seeds, 0.3, eps=1e-6, max_iter=2, return_info=True)
+    early, info = rwr_truncated(g, seeds, 0.3, eps=1e-6, max_iter=2, return_info=True, engine=engine)
     assert not info.converged and info.iterations == 2
     assert torch.allclose((exact - early.to_dense()).sum(1), info.error, atol=1e-10, rtol=0)
     with pytest.raises(ValueError, match="eps"):
         rwr_truncated(g, [0], 0.3, eps=0.0)
     with pytest.raises(ValueError, match="chunk_size"):
         rwr_truncated(g, [0], 0.3, chunk_size=0)
+
+
+def test_rwr_truncated_engines_agree_within_the_bound(rng):
+    """Push order differs between the engines, so they agree within the stated bound, not exactly."""
+    g = random_digraph(rng, 200, avg_deg=6)
+    seeds = rng.integers(0, g.num_nodes, 6).tolist()
+    exact = rwr(g, seeds, 0.25, tol=1e-13, weighted=False)
+    eps = 1e-5
+    out = {}
+    for engine in ENGINES:
+        T, info = rwr_truncated(g, seeds, 0.25, eps=eps, weighted=False, return_info=True, engine=engine)
+        assert info.converged and info.backend == ("numba-push" if engine == "numba" else "torch-push")
+        assert torch.allclose((exact - T.to_dense()).abs().sum(1), info.error, atol=1e-10, rtol=0)
+        out[engine] = T.to_dense()
+    # each is within eps * N of the exact vector in L1, so they are within 2 eps N of each other
+    assert ((out["torch"] - out["numba"]).abs().sum(1) <= 2 * eps * g.num_nodes).all()
+    with pytest.raises(ValueError, match="engine"):
+        rwr_truncated(g, [0], 0.3, engine="fast")
+
+
+@pytest.mark.gpu
+def test_rwr_truncated_numba_engine_refuses_cuda_graph(rng):
+    g = random_digraph(rng, 20).to("cuda")
+    with pytest.raises(ValueError, match="engine"):
+        rwr_truncated(g, [0], 0.3, engine="numba")
 
 
 # ------------------------------------------------------------------ Monte Carlo
