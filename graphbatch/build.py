@@ -60,7 +60,7 @@ METRICS = ("cosine", "ip", "euclidean")
 #: With the default ``block_size=None``, a pool of ``M + 1`` candidates is shared by
 #: ``(M + 1) // BLOCK_DIVISOR`` anchors (at least 1, at most 1024), so every node lands in
 #: about ``BLOCK_DIVISOR`` pools. Chosen from the in-degree measurements in
-#: ``benchmarks/results/build.md``: at this ratio the in-degree distribution (max, Gini,
+#: ``benchmarks/RESULTS.md`` (section 1): at this ratio the in-degree distribution (max, Gini,
 #: top-1% share) matches per-anchor pools; 4x larger blocks start to grow hubs.
 BLOCK_DIVISOR = 16
 #: Largest number of similarity scores held at once by ``method="exact"`` (64 MiB of float32).
@@ -313,7 +313,7 @@ def draw_candidates(num_nodes: int, candidates: int, *, seed: int | None = None,
     metric or the embeddings) and runs on a CPU :class:`torch.Generator`, so the
     same seed gives the same sets on every device; ``seed=None`` draws fresh
     entropy. Anchors of a block share all but one candidate, so their choices
-    are correlated; ``benchmarks/results/build.md`` measures the effect on the
+    are correlated; ``benchmarks/RESULTS.md`` (section 1) measures the effect on the
     in-degree distribution against per-anchor pools.
     This materialises ``num_nodes x M`` indices: it is meant for inspection
     and tests, not for large graphs (the builder never forms it).
