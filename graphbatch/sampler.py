@@ -219,28 +219,43 @@ def _k_add(v, out, pos, used, labels, stamp, bid):
     return pos + 1
 
 
+def _k_scan_row(b, e, off, col, used, out, bstart, pos, labels, stamp, bid, gemb, max_sim):
+    """First unused, admissible node of the row ``col[b:b + e]`` scanned from ``off`` (wrapping); -1 if none."""
+    for t in range(b + off, b + e):
+        v = col[t]
+        if not used[v] and _k_ok(v, out, bstart, pos, labels, stamp, bid, gemb, max_sim):
+            return v
+    for t in range(b, b + off):
+        v = col[t]
+        if not used[v] and _k_ok(v, out, bstart, pos, labels, stamp, bid, gemb, max_sim):
+            return v
+    return -1
+
+
 def _k_near(x, crow, col, used, state, out, bstart, pos, labels, stamp, bid, gemb, max_sim, hops2):
-    """An unused, admissible node among x's out-neighbours, else among those of up to hops2 of them; -1 if none."""
+    """An unused, admissible node among x's out-neighbours, else among those of up to hops2 of them; -1 if none.
+
+    Each row is scanned from a random offset (wrapping around). The 2-hop rows belong to
+    ``min(hops2, deg(x))`` neighbours of ``x`` drawn uniformly (with replacement), scanned in
+    the order drawn.
+    """
     a = crow[x]
     d = crow[x + 1] - a
     if d == 0:
         return -1
-    off = _k_randint(state, d)
-    for t in range(d):
-        v = col[a + (off + t) % d]
-        if not used[v] and _k_ok(v, out, bstart, pos, labels, stamp, bid, gemb, max_sim):
-            return v
+    v = _k_scan_row(a, d, _k_randint(state, d), col, used, out, bstart, pos, labels, stamp, bid, gemb, max_sim)
+    if v >= 0:
+        return v
     for _h in range(min(hops2, d)):
         y = col[a + _k_randint(state, d)]
         b = crow[y]
         e = crow[y + 1] - b
         if e == 0:
             continue
-        off = _k_randint(state, e)
-        for t in range(e):
-            v = col[b + (off + t) % e]
-            if not used[v] and _k_ok(v, out, bstart, pos, labels, stamp, bid, gemb, max_sim):
-                return v
+        v = _k_scan_row(b, e, _k_randint(state, e), col, used, out, bstart, pos, labels, stamp, bid, gemb,
+                        max_sim)
+        if v >= 0:
+            return v
     return -1
 
 
@@ -285,7 +300,7 @@ def _k_fill_fallback(last, root, crow, col, used, perm, ptr, state, out, bstart,
     return v
 
 
-def _k_walk_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p_thr, stall_steps, state,
+def _k_walk_plan(crow, col, deg, used, perm, ptr, out, n_plan, batch, bid0, p_thr, stall_steps, state,
                  labels, stamp, gemb, max_sim, hops2, scan_limit, walkers, counters):
     """Plan n_plan unused nodes into batches of ``batch`` by random walks with restart.
 
@@ -295,7 +310,9 @@ def _k_walk_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p_thr, st
     latency-bound: each step is a dependent row-pointer + column load). A node goes to
     whichever walker reaches it first. With a label guard use one walker (the label
     stamps are per batch). ``p_thr`` is the restart probability scaled to ``2**32``
-    (restart when the low 32 bits of the step's random draw fall below it).
+    (restart when the low 32 bits of the step's random draw fall below it). ``deg > 0``
+    says every row has exactly ``deg`` entries (a top-k table): the row of node ``x`` then
+    starts at ``x * deg`` and the step skips the row-pointer load (same draw, same move).
     """
     nb = (n_plan + batch - 1) // batch
     nw = min(walkers, nb)
@@ -306,55 +323,71 @@ def _k_walk_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p_thr, st
     wcur = np.zeros(nw, dtype=np.int64)
     wstall = np.zeros(nw, dtype=np.int64)
     wedge = np.zeros(nw, dtype=np.int64)
-    live = np.zeros(nw, dtype=np.int64)  # walkers with an unfinished batch this round
+    live = np.zeros(nw, dtype=np.int64)  # walkers with an unfinished batch
     guarded = labels.shape[0] > 0 or gemb.shape[0] > 0
+    udeg = np.uint64(max(deg, 0))
+    lo32 = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
     next_j = 0
-    active = 0
+    na = 0
     steps = 0
+    refill = True  # some walker finished its batch: hand out the next ones
     while True:
-        # hand finished walkers their next batch (in batch order: deterministic)
-        for w in range(nw):
-            if wj[w] == -2 or (wj[w] >= 0 and wpos[w] >= wend[w]):
+        if refill:
+            # hand finished walkers their next batch (in batch order: deterministic)
+            refill = False
+            for w in range(nw):
+                if wj[w] == -2 or (wj[w] >= 0 and wpos[w] >= wend[w]):
+                    if next_j < nb:
+                        j = next_j
+                        next_j += 1
+                        bstart = j * batch
+                        bid = bid0 + j
+                        seed, viol = _k_random(perm, ptr, used, out, bstart, bstart, labels, stamp, bid, gemb,
+                                               max_sim, scan_limit)
+                        wj[w] = j
+                        wend[w] = min(bstart + batch, n_plan)
+                        wpos[w] = _k_add(seed, out, bstart, used, labels, stamp, bid)
+                        wroot[w] = seed
+                        wcur[w] = seed
+                        wstall[w] = 0
+                    else:
+                        wj[w] = -1
+            na = 0
+            for w in range(nw):
                 if wj[w] >= 0:
-                    active -= 1
-                if next_j < nb:
-                    j = next_j
-                    next_j += 1
-                    bstart = j * batch
-                    bid = bid0 + j
-                    seed, viol = _k_random(perm, ptr, used, out, bstart, bstart, labels, stamp, bid, gemb,
-                                           max_sim, scan_limit)
-                    wj[w] = j
-                    wend[w] = min(bstart + batch, n_plan)
-                    wpos[w] = _k_add(seed, out, bstart, used, labels, stamp, bid)
-                    wroot[w] = seed
-                    wcur[w] = seed
-                    wstall[w] = 0
-                    active += 1
-                else:
-                    wj[w] = -1
-        if active == 0:
-            break
-        # Software-pipelined step. Phase 1a: every walker draws its move and loads its row
-        # pointers; phase 1b: the column loads. Neither has a data-dependent branch and the
-        # walkers' loads are independent, so the CPU keeps all their cache misses in flight.
-        na = 0
-        for w in range(nw):
-            if wj[w] >= 0 and wpos[w] < wend[w]:
-                live[na] = w
-                na += 1
+                    if wpos[w] < wend[w]:
+                        live[na] = w
+                        na += 1
+                    else:
+                        refill = True  # its batch was complete at the seed (batch == 1, or the tail)
+            if na == 0:
+                if refill:
+                    continue
+                break
         steps += na
+        # Software-pipelined step. Phase 1a: every walker draws its move (and, for irregular
+        # rows, loads its row pointers); phase 1b: the column loads. Neither has a data-dependent
+        # branch and the walkers' loads are independent, so the CPU keeps their misses in flight.
+        # One draw per step: the low 32 bits decide the restart, the high 32 bits pick the
+        # neighbour. A restart and the move out of the root are one step: visits to the root
+        # itself (already in the batch) cannot add a node, so skipping them leaves the
+        # sequence of newly collected nodes distributed exactly as in the plain walk.
+        x64 = state[0]  # xorshift64* kept in a register for the round (same stream as _k_rand)
         for i in range(na):
             w = live[i]
-            # One draw per step: the low 32 bits decide the restart, the high 32 bits pick the
-            # neighbour. A restart and the move out of the root are one step: visits to the root
-            # itself (already in the batch) cannot add a node, so skipping them leaves the
-            # sequence of newly collected nodes distributed exactly as in the plain walk.
-            r = _k_rand(state)
-            x = wroot[w] if (r & np.uint64(0xFFFFFFFF)) < p_thr else wcur[w]
-            a = crow[x]
-            d = crow[x + 1] - a
-            wedge[w] = a + np.int64(((r >> np.uint64(32)) * np.uint64(d)) >> np.uint64(32)) if d > 0 else -1
+            x64 ^= x64 >> np.uint64(12)
+            x64 ^= x64 << np.uint64(25)
+            x64 ^= x64 >> np.uint64(27)
+            r = x64 * np.uint64(2685821657736338717)
+            x = wroot[w] if (r & lo32) < p_thr else wcur[w]
+            if deg > 0:
+                wedge[w] = x * deg + np.int64(((r >> s32) * udeg) >> s32)
+            else:
+                a = np.int64(crow[x])
+                d = np.int64(crow[x + 1]) - a
+                wedge[w] = a + np.int64(((r >> s32) * np.uint64(d)) >> s32) if d > 0 else -1
+        state[0] = x64
         for i in range(na):
             w = live[i]
             e = wedge[w]
@@ -363,13 +396,42 @@ def _k_walk_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p_thr, st
         for i in range(na):
             w = live[i]
             cur = wcur[w]
+            if not guarded:
+                # branch-free claim: whether ``cur`` is new is a coin flip to the branch predictor
+                # and only known once the column load returns; a mispredicted branch here would hold
+                # back the next round's loads. Writing out[pos] is harmless when cur is not new
+                # (pos stays, the slot is overwritten later).
+                fresh = np.int64(1) - np.int64(used[cur])
+                pos = wpos[w]
+                out[pos] = cur
+                used[cur] = True
+                pos += fresh
+                wpos[w] = pos
+                wstall[w] = (wstall[w] + 1) * (1 - fresh)
+                if pos >= wend[w]:
+                    refill = True
+                elif wstall[w] >= stall_steps:
+                    bstart = wj[w] * batch
+                    v = _k_fill_fallback(cur, wroot[w], crow, col, used, perm, ptr, state, out, bstart, pos,
+                                         labels, stamp, bid0 + wj[w], gemb, max_sim, hops2, scan_limit, counters)
+                    pos = _k_add(v, out, pos, used, labels, stamp, bid0 + wj[w])
+                    wpos[w] = pos
+                    wroot[w] = v
+                    wcur[w] = v
+                    wstall[w] = 0
+                    if pos >= wend[w]:
+                        refill = True
+                continue
             if not used[cur]:
                 pos = wpos[w]
                 bstart = wj[w] * batch
                 bid = bid0 + wj[w]
                 if not guarded or _k_ok(cur, out, bstart, pos, labels, stamp, bid, gemb, max_sim):
-                    wpos[w] = _k_add(cur, out, pos, used, labels, stamp, bid)
+                    pos = _k_add(cur, out, pos, used, labels, stamp, bid)
+                    wpos[w] = pos
                     wstall[w] = 0
+                    if pos >= wend[w]:
+                        refill = True
                     continue
                 counters[3] += 1
             wstall[w] += 1
@@ -379,10 +441,13 @@ def _k_walk_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p_thr, st
                 bid = bid0 + wj[w]
                 v = _k_fill_fallback(cur, wroot[w], crow, col, used, perm, ptr, state, out, bstart, pos, labels,
                                      stamp, bid, gemb, max_sim, hops2, scan_limit, counters)
-                wpos[w] = _k_add(v, out, pos, used, labels, stamp, bid)
+                pos = _k_add(v, out, pos, used, labels, stamp, bid)
+                wpos[w] = pos
                 wroot[w] = v
                 wcur[w] = v
                 wstall[w] = 0
+                if pos >= wend[w]:
+                    refill = True
     counters[0] += steps
     return n_plan
 
@@ -534,7 +599,7 @@ def _k_ppr_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p, eps, sa
     return pos
 
 
-_HELPERS = ("_k_rand", "_k_randint", "_k_uniform", "_k_ok", "_k_add", "_k_near", "_k_random",
+_HELPERS = ("_k_rand", "_k_randint", "_k_uniform", "_k_ok", "_k_add", "_k_scan_row", "_k_near", "_k_random",
             "_k_fill_fallback", "_k_fill_ranked")
 _KERNELS: dict[str, Any] = {}
 
@@ -1058,6 +1123,7 @@ class GraphSamplerBase(EpochBatchSampler):
                 raise ValueError(f"max_similarity needs metric 'cosine' or 'ip', got metric={metric!r}")
         self.max_similarity = max_similarity
         self._host: tuple[np.ndarray, ...] | None = None
+        self._host_degree = 0  # > 0: every row of the host CSR has exactly this many entries
         self._guard_emb: np.ndarray | None = None
         self._pool_draw = 0  # number of the candidate draw behind the current graph
         super().__init__(n, batch_size, **kwargs)
@@ -1157,6 +1223,9 @@ class GraphSamplerBase(EpochBatchSampler):
         itype = np.int32 if max(g.nnz, g.num_nodes) < 2**31 - 1 else np.int64
         self._host = (g.crow.cpu().numpy().astype(itype), g.col.cpu().numpy().astype(itype),
                       g.values.cpu().numpy().astype(np.float64))
+        # every row the same length (a top-k table): the walk computes row starts instead of loading them
+        d = np.diff(self._host[0])
+        self._host_degree = int(d[0]) if d.size and d[0] > 0 and bool((d == d[0]).all()) else 0
         self._guard_emb = None
         if self.max_similarity is not None and self._bank is not None:
             e = self._bank.detach().to("cpu", torch.float32)
@@ -1306,11 +1375,11 @@ class RWRBatchSampler(GraphSamplerBase):
             return self._plan_ppr(used, n_plan, rng, consumed)
         crow, col, _ = self._host
         labels, stamp, gemb, max_sim = self._guard_arrays()
-        perm = rng.permutation(self.num_nodes).astype(np.int64)
+        perm = rng.permutation(self.num_nodes).astype(np.int64, copy=False)
         out = np.empty(n_plan, dtype=np.int64)
         counters = np.zeros(len(_COUNTER_NAMES), dtype=np.int64)
         p_thr = np.uint64(min(round(self.current_restart_prob() * 2.0**32), 2**32))
-        _kernels()["walk"](crow, col, used, perm, np.zeros(1, np.int64), out, n_plan, self.batch_size,
+        _kernels()["walk"](crow, col, self._host_degree, used, perm, np.zeros(1, np.int64), out, n_plan, self.batch_size,
                            consumed + 1, p_thr, self.stall_steps, _seed_state(rng),
                            labels, stamp, gemb, max_sim, _HOPS2, self.scan_limit,
                            1 if self._labels is not None else self.walkers, counters)
