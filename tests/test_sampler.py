@@ -255,6 +255,34 @@ def test_refresh_with_nan_keeps_graph(rng):
     assert s.refresh() is True and s.graph is not g0
 
 
+def test_refresh_writes_the_new_graph_into_the_host_copy(rng):
+    """A refresh to a graph of the same size reuses the planner's host buffers and the walks follow the new graph."""
+    n, b, k = 200, 16, 6
+    emb, _ = mixture(rng, n)
+    # restart_prob = 1: every step leaves from the seed, so a batch's first k new nodes are the seed's k neighbours
+    s = RWRBatchSampler(n, b, k=k, candidates=60, embeddings=emb, restart_prob=1.0, walkers=1,
+                        seed=int(rng.integers(1000)))
+    buffers = s._host
+    old = s.graph
+    new_emb = torch.tensor(rng.normal(size=(n, 8)), dtype=torch.float32)  # unrelated embeddings: new neighbours
+    s.update(list(range(n)), new_emb)
+    assert s.refresh() is True
+    g = s.graph
+    assert g.nnz == n * k  # same size, so the buffers are reused ...
+    assert all(h is o for h, o in zip(s._host, buffers))
+    np.testing.assert_array_equal(s._host[0], g.crow.numpy())  # ... and hold the new graph
+    np.testing.assert_array_equal(s._host[1], g.col.numpy())
+    np.testing.assert_allclose(s._host[2], g.values.numpy())
+    assert s._host_degree == k
+
+    def nbrs(graph, i):
+        return set(graph.col[graph.crow[i]:graph.crow[i + 1]].tolist())
+
+    batch = list(s)[0]
+    assert set(batch[1:k + 1]) == nbrs(g, batch[0])
+    assert set(batch[1:k + 1]) != nbrs(old, batch[0]) or nbrs(g, batch[0]) == nbrs(old, batch[0])
+
+
 def test_refresh_runtime_error_keeps_graph(rng, monkeypatch):
     emb, _ = mixture(rng, 80)
     s = RWRBatchSampler(80, 8, k=4, candidates=30, embeddings=emb)
