@@ -301,6 +301,25 @@ def _k_fill_fallback(last, root, crow, col, used, perm, ptr, state, out, bstart,
     return v
 
 
+def _k_stall_jump(w, cur, wj, wpos, wend, wroot, wcur, wstall, batch, bid0, crow, col, used, perm, ptr, state,
+                  out, labels, stamp, gemb, max_sim, hops2, scan_limit, counters):
+    """Walker ``w`` stalled at ``cur``: add a fallback node to its batch and restart from it there.
+
+    Returns True when that completed the walker's batch.
+    """
+    pos = wpos[w]
+    bstart = wj[w] * batch
+    bid = bid0 + wj[w]
+    v = _k_fill_fallback(cur, wroot[w], crow, col, used, perm, ptr, state, out, bstart, pos, labels, stamp, bid,
+                         gemb, max_sim, hops2, scan_limit, counters)
+    pos = _k_add(v, out, pos, used, labels, stamp, bid)
+    wpos[w] = pos
+    wroot[w] = v
+    wcur[w] = v
+    wstall[w] = 0
+    return pos >= wend[w]
+
+
 def _k_walk_plan(crow, col, deg, used, perm, ptr, out, n_plan, batch, bid0, p_thr, stall_steps, state,
                  labels, stamp, gemb, max_sim, hops2, scan_limit, walkers, counters):
     """Plan n_plan unused nodes into batches of ``batch`` by random walks with restart.
@@ -412,15 +431,9 @@ def _k_walk_plan(crow, col, deg, used, perm, ptr, out, n_plan, batch, bid0, p_th
                 if pos >= wend[w]:
                     refill = True
                 elif wstall[w] >= stall_steps:
-                    bstart = wj[w] * batch
-                    v = _k_fill_fallback(cur, wroot[w], crow, col, used, perm, ptr, state, out, bstart, pos,
-                                         labels, stamp, bid0 + wj[w], gemb, max_sim, hops2, scan_limit, counters)
-                    pos = _k_add(v, out, pos, used, labels, stamp, bid0 + wj[w])
-                    wpos[w] = pos
-                    wroot[w] = v
-                    wcur[w] = v
-                    wstall[w] = 0
-                    if pos >= wend[w]:
+                    if _k_stall_jump(w, cur, wj, wpos, wend, wroot, wcur, wstall, batch, bid0, crow, col, used,
+                                     perm, ptr, state, out, labels, stamp, gemb, max_sim, hops2, scan_limit,
+                                     counters):
                         refill = True
                 continue
             if not used[cur]:
@@ -437,17 +450,8 @@ def _k_walk_plan(crow, col, deg, used, perm, ptr, out, n_plan, batch, bid0, p_th
                 counters[3] += 1
             wstall[w] += 1
             if wstall[w] >= stall_steps:
-                pos = wpos[w]
-                bstart = wj[w] * batch
-                bid = bid0 + wj[w]
-                v = _k_fill_fallback(cur, wroot[w], crow, col, used, perm, ptr, state, out, bstart, pos, labels,
-                                     stamp, bid, gemb, max_sim, hops2, scan_limit, counters)
-                pos = _k_add(v, out, pos, used, labels, stamp, bid)
-                wpos[w] = pos
-                wroot[w] = v
-                wcur[w] = v
-                wstall[w] = 0
-                if pos >= wend[w]:
+                if _k_stall_jump(w, cur, wj, wpos, wend, wroot, wcur, wstall, batch, bid0, crow, col, used, perm,
+                                 ptr, state, out, labels, stamp, gemb, max_sim, hops2, scan_limit, counters):
                     refill = True
     counters[0] += steps
     return n_plan
@@ -601,7 +605,7 @@ def _k_ppr_plan(crow, col, used, perm, ptr, out, n_plan, batch, bid0, p, eps, sa
 
 
 _HELPERS = ("_k_rand", "_k_randint", "_k_uniform", "_k_ok", "_k_add", "_k_scan_row", "_k_near", "_k_random",
-            "_k_fill_fallback", "_k_fill_ranked")
+            "_k_fill_fallback", "_k_stall_jump", "_k_fill_ranked")
 _KERNELS: dict[str, Any] = {}
 
 
