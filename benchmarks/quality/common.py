@@ -83,14 +83,17 @@ class HardnessLog:
     """Every ``every`` steps: hardness / false negatives of the batch just used vs a random batch.
 
     Both the training batch and a uniformly random batch of the same size are embedded afresh by
-    ``embed_fn(indices) -> (b, d)`` (the current model, no augmentation, no grad), so the two are measured
-    under the same conditions; :func:`graphbatch.metrics.batch_hardness` scores both. ``excess_cosine`` is
-    the batch's mean in-batch cosine minus the random batch's (0 in expectation for random batches).
+    ``embed_fn(indices) -> (b, d)`` (the current model, no augmentation, no grad, ``model`` in eval
+    mode, its train/eval mode restored afterwards), so the two are measured under the same
+    conditions; :func:`graphbatch.metrics.batch_hardness` scores both. ``excess_cosine`` is the
+    batch's mean in-batch cosine minus the random batch's (0 in expectation for random batches).
     """
 
     COLS = ("mean_cosine", "false_negative_rate", "infonce")
 
-    def __init__(self, labels: Any, every: int, temperature: float, n: int, embed_fn: Callable, seed: int) -> None:
+    def __init__(self, labels: Any, every: int, temperature: float, n: int, embed_fn: Callable, seed: int,
+                 model: torch.nn.Module) -> None:
+        self.model = model
         self.labels = None if labels is None else np.asarray(labels)
         self.every = max(1, int(every))
         self.temperature = temperature
@@ -104,8 +107,13 @@ class HardnessLog:
             return
         idx = index.cpu().numpy().astype(np.int64)
         ref = self.rng.choice(self.n, size=idx.size, replace=False)
-        with torch.no_grad():
-            z = torch.cat([self.embed_fn(idx).float(), self.embed_fn(ref).float()]).cpu()
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                z = torch.cat([self.embed_fn(idx).float(), self.embed_fn(ref).float()]).cpu()
+        finally:
+            self.model.train(was)
         labels = None if self.labels is None else np.concatenate([self.labels[idx], self.labels[ref]])
         b = idx.size
         t = batch_hardness(z, [list(range(b)), list(range(b, 2 * b))], labels=labels, temperature=self.temperature)

@@ -136,14 +136,10 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, epochs: int =
     plain = ds.for_embedding()
 
     def embed_fn(idx):
-        was = model.training
-        model.eval()
-        z = model(ds.collate_fn([plain[int(i)] for i in idx]).to(device))
-        model.train(was)
-        return z
+        return model(ds.collate_fn([plain[int(i)] for i in idx]).to(device))
 
     model.train()
-    log = C.HardnessLog(labels, log_every, temperature=0.2, n=n, embed_fn=embed_fn, seed=seed)
+    log = C.HardnessLog(labels, log_every, temperature=0.2, n=n, embed_fn=embed_fn, seed=seed, model=model)
     info = C.train(lambda e: (ds.set_epoch(e), loader)[1], sampler, step_fn, opt, steps=steps, log=log)
     model.eval()
     emb = embed_dataset(model, ds, forward=lambda m, b: m.embed(b), progress=False, device=device)

@@ -105,14 +105,10 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
         return C.info_nce(z1, z2, 0.2), batch["index"], z1
 
     def embed_fn(idx):
-        was = model.training
-        model.eval()
-        z = model(plain[torch.as_tensor(idx)].to(device))
-        model.train(was)
-        return z
+        return model(plain[torch.as_tensor(idx)].to(device))
 
     model.train()
-    log = C.HardnessLog(y_tr, log_every, temperature=0.2, n=n, embed_fn=embed_fn, seed=seed)
+    log = C.HardnessLog(y_tr, log_every, temperature=0.2, n=n, embed_fn=embed_fn, seed=seed, model=model)
     info = C.train(lambda e: (ds.set_epoch(e), loader)[1], sampler, step_fn, opt, steps=steps, log=log)
     model.eval()
     with torch.no_grad():

@@ -123,10 +123,7 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
         return model(feats)["sentence_embedding"]
 
     def embed_fn(idx):
-        was = model.training
-        z = model.encode([sents[int(i)] for i in idx], convert_to_tensor=True, batch_size=128)
-        model.train(was)
-        return z
+        return model.encode([sents[int(i)] for i in idx], convert_to_tensor=True, batch_size=128)
 
     emb0 = F.normalize(model.encode(sents, convert_to_tensor=True, batch_size=128).float(), dim=1)
     sampler = C.make_sampler(sampler_name, n, batch_size, seed=seed, embeddings=emb0, k=20,
@@ -139,7 +136,7 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
         return loss_fn.compute_loss_from_embeddings([z1, z2], None), batch["index"], z1
 
     model.train()
-    log = C.HardnessLog(labels, log_every, temperature=0.05, n=n, embed_fn=embed_fn, seed=seed)
+    log = C.HardnessLog(labels, log_every, temperature=0.05, n=n, embed_fn=embed_fn, seed=seed, model=model)
     info = C.train(lambda e: loader, sampler, step_fn, opt, steps=steps, log=log)
     model.eval()
     score = stsb_spearman(model, test)
