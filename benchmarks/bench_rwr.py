@@ -42,7 +42,7 @@ import time
 import torch
 
 from graphbatch import ProximityGraph, backend, rwr_monte_carlo, rwr_truncated
-from graphbatch.walk import _make_engine, _power_step
+from graphbatch.solvers.power import make_engine, power_step
 
 
 def local_knn_graph(n: int, k: int, window: int, seed: int, device: str) -> ProximityGraph:
@@ -94,15 +94,15 @@ def bench_dense(graph: ProximityGraph, seeds: torch.Tensor, name: str, dtype: to
                 p: float, device: str) -> dict:
     trans = graph.to(dtype=dtype).transition_matrix()
     t0 = time.perf_counter()
-    eng = _make_engine(name, trans, seeds, 1 - p)
+    eng = make_engine(name, trans, seeds, 1 - p)
     x = eng.start()
-    x, _ = _power_step(eng, x)  # warm-up iteration (allocations, library init)
+    x, _ = power_step(eng, x)  # warm-up iteration (allocations, library init)
     sync(device)
     setup = time.perf_counter() - t0
     times = []
     for _ in range(iters):
         t = time.perf_counter()
-        x, _ = _power_step(eng, x)
+        x, _ = power_step(eng, x)
         sync(device)
         times.append(time.perf_counter() - t)
     spmm = []
@@ -120,9 +120,7 @@ def bench_dense(graph: ProximityGraph, seeds: torch.Tensor, name: str, dtype: to
 def bench_truncated(graph: ProximityGraph, seeds: torch.Tensor, p: float, eps: float, device: str,
                     iters: int, engine: str = "torch") -> dict:
     """Cold call (includes the O(nnz) set-up, cached per graph), then the best of ``iters`` warm calls."""
-    from graphbatch import walk
-
-    walk._PUSH_CACHE.clear()
+    graph = ProximityGraph(graph.crow, graph.col, graph.values, graph.num_nodes)  # a copy: no cached set-up
     t = time.perf_counter()
     rwr_truncated(graph, seeds, p, eps=eps, dtype=torch.float32, engine=engine)
     sync(device)

@@ -45,7 +45,7 @@ import torch
 
 from graphbatch import RWRBatchSampler, backend
 from graphbatch.build import build_proximity_graph
-from graphbatch.sampler import _kernels
+from graphbatch.kernels import load as load_kernels
 
 
 def clustered_embeddings(n: int, d: int, cluster_size: int, seed: int) -> torch.Tensor:
@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "out", "bench_sampler.json"))
     args = ap.parse_args()
 
-    _kernels()  # load numba; then compile (or load from cache) every kernel variant outside the timings
+    load_kernels()  # load numba; then compile (or load from cache) every kernel variant outside the timings
     tiny = build_proximity_graph(clustered_embeddings(300, 8, 50, 0), 5, candidates=50, seed=0)
     for mode in args.modes:
         list(RWRBatchSampler(300, 16, k=5, candidates=50, graph=tiny.to(args.device), mode=mode,

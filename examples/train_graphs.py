@@ -20,7 +20,6 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINConv, global_add_pool
 
 from graphbatch import RWRBatchSampler
-from graphbatch import augment as A
 from graphbatch.adapters import (
     AttributeMasking,
     EdgePerturbation,
@@ -29,6 +28,7 @@ from graphbatch.adapters import (
     RandomSubgraph,
     embed_dataset,
 )
+from graphbatch.adapters import augment as A
 
 
 def make_graphs(n: int, seed: int) -> list:

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from graphbatch import RWRBatchSampler
-from graphbatch import augment as A
 from graphbatch.adapters import ImageDataset, embed_dataset, make_loader
+from graphbatch.adapters import augment as A
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

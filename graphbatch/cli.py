@@ -1,19 +1,10 @@
-"""Command line: ``graphbatch demo`` and ``graphbatch analyze``.
+"""Command line: ``graphbatch demo`` and ``graphbatch analyze`` (argument parsing only).
 
-``graphbatch demo`` embeds scikit-learn's bundled digits (1,797 real 8x8 images with
-labels, no download), runs every sampler of :func:`graphbatch.metrics.default_sampler_grid`
-for one epoch, prints the comparison table and writes plots and ``report.json`` to an
-output folder. ``graphbatch analyze --embeddings E.npy [--labels y.npy] --out DIR`` does the
-same for your own embeddings.
-
-Demo embedding (fixed and cheap, documented in :func:`digits_embeddings`): standardise the
-64 pixel intensities, project on the top 32 principal components (full SVD, deterministic),
-L2-normalise. It keeps most of the variance, so cosine neighbours are mostly same-digit
-(realistic for a decent encoder) without training anything.
-
-Outputs are written atomically: everything goes to a hidden temporary folder beside the
-output folder, which is renamed into place only when complete; on failure it is removed,
-so a folder with a ``report.json`` is always a complete run.
+``graphbatch demo`` embeds scikit-learn's bundled digits, runs every sampler of
+:func:`graphbatch.evaluation.default_sampler_grid` for one epoch, prints the comparison
+table and writes plots and ``report.json`` to an output folder.
+``graphbatch analyze --embeddings E.npy [--labels y.npy] --out DIR`` does the same for your
+own embeddings. The work is done by :func:`graphbatch.evaluation.report.run_analysis`.
 
 Example:
     >>> from graphbatch.cli import build_parser
@@ -23,215 +14,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
-import platform
-import shutil
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-__all__ = ["main", "build_parser", "digits_embeddings", "run_analysis"]
+__all__ = ["main", "build_parser"]
 
 DEFAULT_DEMO_OUT = "graphbatch-demo"
-_TABLE_COLUMNS = ["name", "mean_cosine", "excess_hardness", "z_score", "false_negative_rate", "infonce",
-                  "coverage", "duplicates", "random_jump_share", "build_s", "plan_s"]
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line on stderr, exit status 1."""
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-def digits_embeddings(dim: int = 32) -> tuple[np.ndarray, np.ndarray, str]:
-    """Embed scikit-learn's digits: standardised pixels -> PCA to ``dim`` -> L2-normalised.
-
-    Why this embedding: it is deterministic (full SVD; PCA sign flips do not change cosines),
-    takes milliseconds, needs no download or training, and has realistic structure: most
-    nearest neighbours share the digit label, but not all, so false negatives are measurable.
-
-    Args:
-        dim: number of principal components (1..64).
-
-    Returns:
-        ``(embeddings float32 (1797, dim), labels int64 (1797,), description)``.
-
-    Example:
-        >>> emb, y, _ = digits_embeddings(8)
-        >>> emb.shape, int(y.max())
-        ((1797, 8), 9)
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 64:
-        raise ValueError(f"dim must be an int in [1, 64], got {dim!r}")
-    x, y = load_digits(return_X_y=True)
-    z = StandardScaler().fit_transform(x)
-    z = PCA(n_components=dim, svd_solver="full").fit_transform(z)
-    z /= np.linalg.norm(z, axis=1, keepdims=True)
-    desc = (f"sklearn digits (1797 8x8 images): StandardScaler on 64 pixels -> PCA({dim}, full SVD) "
-            f"-> L2 normalisation")
-    return z.astype(np.float32), y.astype(np.int64), desc
-
-
-def _load_npy(name: str, path: str) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CLIError(f"{name}: file not found: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"{name}: cannot read {path} as a .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray):
-        raise CLIError(f"{name}: {path} holds an .npz archive, expected a single .npy array")
-    return arr
-
-
-def _to_device(embeddings: np.ndarray, device: str) -> Any:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise CLIError(f"--device {device!r} is not a torch device ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {device!r} requested but torch sees no CUDA device")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise CLIError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    t = torch.from_numpy(np.ascontiguousarray(embeddings))
-    return t if dev.type == "cpu" else t.to(dev)
-
-
-def _check_inputs(emb: np.ndarray, labels: np.ndarray | None, batch_size: int) -> None:
-    if emb.ndim != 2:
-        raise CLIError(f"embeddings must be a 2-D array (N, d), got shape {emb.shape}")
-    if emb.dtype.kind not in "iuf":
-        raise CLIError(f"embeddings must be numeric, got dtype {emb.dtype}")
-    n = emb.shape[0]
-    if n < 2 or emb.shape[1] < 1:
-        raise CLIError(f"embeddings must have at least 2 rows and 1 column, got shape {emb.shape}")
-    if emb.dtype.kind == "f" and not np.isfinite(emb).all():
-        bad = int(np.argwhere(~np.isfinite(emb))[0, 0])
-        raise CLIError(f"embeddings contain NaN or infinite values (first in row {bad})")
-    zero = np.nonzero(~np.any(emb != 0, axis=1))[0]
-    if zero.size:
-        raise CLIError(f"embeddings row {int(zero[0])} is all zeros; cosine similarity is undefined for it")
-    if labels is not None:
-        if labels.ndim != 1:
-            raise CLIError(f"labels must be a 1-D array, got shape {labels.shape}")
-        if labels.shape[0] != n:
-            raise CLIError(f"labels has {labels.shape[0]} entries but embeddings has {n} rows; they must match")
-        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-            raise CLIError("labels contain NaN or infinite values")
-    if batch_size < 2:
-        raise CLIError(f"--batch-size must be at least 2, got {batch_size}")
-    if batch_size > n:
-        raise CLIError(f"--batch-size {batch_size} is larger than the number of embeddings ({n})")
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic output folder
-# --------------------------------------------------------------------------------------------
-class _OutputDir:
-    """Write into a hidden temp folder beside ``target``; rename it into place on :meth:`commit`."""
-
-    def __init__(self, target: str, overwrite: bool):
-        self.target = Path(target).expanduser().absolute()
-        if self.target.exists():
-            if not self.target.is_dir():
-                raise CLIError(f"--out {self.target} exists and is not a folder")
-            entries = list(self.target.iterdir())
-            ours = (self.target / "report.json").is_file()
-            if entries and not ours and not overwrite:
-                raise CLIError(f"--out {self.target} exists, is not empty and is not a graphbatch output; "
-                               f"choose another folder or pass --overwrite")
-        parent = self.target.parent
-        if parent.exists() and not parent.is_dir():
-            raise CLIError(f"cannot write the output folder {self.target}: {parent} is not a folder")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like mkdir's
-        except OSError as exc:
-            raise CLIError(f"cannot write the output folder {self.target}: {exc.strerror or exc}") from None
-
-    def path(self, name: str) -> Path:
-        return self.tmp / name
-
-    def commit(self) -> Path:
-        backup = None
-        if self.target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
-            os.rmdir(backup)
-            os.rename(self.target, backup)
-        try:
-            os.rename(self.tmp, self.target)
-        except OSError:
-            if backup is not None:
-                os.rename(backup, self.target)
-            raise
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-        return self.target
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent, allow_nan=False, default=str,
-                  separators=None if indent else (",", ":"))
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------------
-# The analysis
-# --------------------------------------------------------------------------------------------
-def environment_info() -> dict[str, Any]:
-    """Versions, CPU and capabilities, for the report."""
-    import scipy
-    import sklearn
-    import torch
-
-    import graphbatch
-    from graphbatch import backend
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "graphbatch": graphbatch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "capabilities": backend.capabilities(),
-    }
 
 
 def _parse_candidates(text: str) -> list[int | None]:
@@ -265,143 +54,6 @@ def _parse_probs(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(f"restart probabilities must lie in (0, 1], got {val}")
         out.append(val)
     return out
-
-
-def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str, batch_size: int = 64,
-                 k: int = 10, candidates: Sequence[int | None] = (50, 200, None),
-                 restart_probs: Sequence[float] = (0.1, 0.3, 0.6), ppr_restart_probs: Sequence[float] = (0.3,),
-                 ppr_candidates: Sequence[int | None] | None = (200,),
-                 temperature: float = 0.05, seed: int = 0, plots: bool = True, progress: bool = True,
-                 overwrite: bool = False, dataset: dict[str, Any] | None = None,
-                 stream: Any = None, command: Sequence[str] | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Compare the samplers on ``embeddings`` and write table, plots and ``report.json`` into ``out``.
-
-    Args:
-        embeddings: (N, d) numeric array.
-        labels: optional (N,) labels.
-        out: output folder (replaced atomically; an existing non-empty folder that is not a
-            previous graphbatch output is refused unless ``overwrite``).
-        batch_size, k, candidates, restart_probs, ppr_restart_probs, ppr_candidates: the sampler grid, see
-            :func:`graphbatch.metrics.default_sampler_grid`.
-        temperature: InfoNCE temperature.
-        seed: sampler seed.
-        plots: write PNG plots.
-        progress: tqdm progress bar over samplers (on stderr).
-        overwrite: allow replacing a non-empty folder that is not a graphbatch output.
-        dataset: description stored in the report.
-        stream: where to print the table (default stdout).
-        command: the command-line arguments, recorded in the report.
-        device: torch device for graph building and metrics (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-
-    Returns:
-        The report dict (also written to ``out/report.json``).
-
-    Raises:
-        CLIError: bad inputs or an unwritable output folder (nothing is left behind).
-
-    Example:
-        >>> import io, os, tempfile
-        >>> import numpy as np
-        >>> emb = np.random.default_rng(0).normal(size=(100, 8))
-        >>> out = os.path.join(tempfile.mkdtemp(), "res")
-        >>> report = run_analysis(emb, np.arange(100) % 5, out=out, batch_size=20, candidates=(50,),
-        ...                       restart_probs=(0.3,), ppr_restart_probs=(), plots=False, progress=False,
-        ...                       stream=io.StringIO())
-        >>> [s["name"] for s in report["samplers"]][-1], os.path.isfile(os.path.join(out, "report.json"))
-        ('rwr-walk M=50 p=0.3', True)
-    """
-    from graphbatch.metrics import compare_samplers, default_sampler_grid, global_mean_cosine
-
-    stream = sys.stdout if stream is None else stream
-    _check_inputs(embeddings, labels, batch_size)
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise CLIError(f"--temperature must be a positive number, got {temperature}")
-    n = embeddings.shape[0]
-    specs = default_sampler_grid(n, batch_size, k=k, candidates=candidates, restart_probs=restart_probs,
-                                 ppr_restart_probs=ppr_restart_probs, ppr_candidates=ppr_candidates)
-    data = _to_device(embeddings, device)
-    outdir = _OutputDir(out, overwrite)
-    try:
-        t0 = time.perf_counter()
-        table, details = compare_samplers(data, labels, batch_size=batch_size, samplers=specs, seed=seed,
-                                          temperature=temperature, progress=progress, return_details=True)
-        cols = [c for c in _TABLE_COLUMNS if c in table]
-        text = table.to_string(columns=cols)
-        (outdir.path("table.txt")).write_text(text + "\n", encoding="utf-8")
-        _write_per_batch_csv(outdir.path("per_batch.csv"), details)
-        _write_json(outdir.path("batches.json"), {name: det["batches"] for name, det in details.items()},
-                    indent=None)
-        plot_files: list[str] = []
-        if plots:
-            from graphbatch.plots import save_comparison_plots
-
-            # baselines plus two RWR settings: the hardest one and the one of median hardness
-            rwr = sorted((s for s in details if s.startswith("rwr")),
-                         key=lambda s: details[s]["summary"]["mean_excess_hardness"])
-            picked = list(dict.fromkeys([rwr[len(rwr) // 2], rwr[-1]])) if rwr else []
-            epoch_names = [s for s in details if not s.startswith("rwr")] + picked
-            plot_files = save_comparison_plots(table, details, outdir.tmp, epoch_names=epoch_names)
-        from graphbatch.metrics import _json_safe
-
-        report = {
-            "tool": "graphbatch",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": list(command) if command is not None else [],
-            "dataset": dict(dataset or {}, num_instances=int(n), dim=int(embeddings.shape[1]),
-                            labels=labels is not None),
-            "batch_size": batch_size,
-            "temperature": temperature,
-            "seed": seed,
-            "device": str(data.device),
-            "global_mean_cosine": global_mean_cosine(embeddings),
-            "definitions": {
-                "excess_hardness": "mean in-batch pairwise cosine minus the global mean pairwise cosine",
-                "z_score": "excess hardness / exact sd of the mean in-batch cosine of uniform random batches",
-                "false_negative_rate": "share of in-batch pairs with the same label",
-                "infonce": "in-batch InfoNCE at `temperature`, positive = the instance itself (cosine 1)",
-                "hardness_by_quarter": "mean excess hardness of the batches in each quarter of the epoch",
-                "hardness_slope": "least-squares slope of per-batch excess hardness against position in the epoch",
-                "coverage": "unique indices in the epoch / N",
-                "duplicates": "indices drawn in the epoch minus unique indices",
-                "build_s": "seconds to construct the sampler (graph included)",
-                "plan_s": "seconds to draw one epoch of batches",
-                "random_jump_share": "share of the epoch's samples a graph sampler placed by a random "
-                                     "fallback jump (its stats['random_jumps'] / samples); null if not reported",
-            },
-            "samplers": _json_safe(table.to_records()),
-            "sampler_stats": {name: _json_safe(det["stats"]) for name, det in details.items()},
-            "files": ["table.txt", "per_batch.csv", "batches.json"] + plot_files,
-            "environment": environment_info(),
-            "elapsed_s": time.perf_counter() - t0,
-        }
-        _write_json(outdir.path("report.json"), report)
-        final = outdir.commit()
-    except BaseException:
-        outdir.abort()
-        raise
-    print(text, file=stream)
-    print(f"\nglobal mean cosine: {report['global_mean_cosine']:.4f}; batch size {batch_size}; "
-          f"{len(table)} sampler configurations", file=stream)
-    print(f"wrote {', '.join(report['files'] + ['report.json'])} to {final}", file=stream)
-    report["out"] = str(final)
-    return report
-
-
-def _write_per_batch_csv(path: Path, details: dict[str, dict[str, Any]]) -> None:
-    import csv
-
-    rows: list[list[Any]] = []
-    header: list[str] | None = None
-    for name, det in details.items():
-        t = det["table"]
-        if header is None:
-            header = ["sampler"] + t.columns
-        for rec in t.to_records():
-            rows.append([name] + [rec[c] for c in header[1:]])
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(header or ["sampler"])
-        w.writerows(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,13 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    from .evaluation.report import CLIError, digits_embeddings, load_array, run_analysis
+
     try:
         if args.command == "demo":
             emb, labels, desc = digits_embeddings(args.dim)
             dataset = {"name": "sklearn digits", "embedding": desc}
         else:
-            emb = _load_npy("--embeddings", args.embeddings)
-            labels = _load_npy("--labels", args.labels) if args.labels else None
+            emb = load_array("--embeddings", args.embeddings)
+            labels = load_array("--labels", args.labels) if args.labels else None
             dataset = {"name": os.path.basename(args.embeddings), "embedding": "user-provided",
                        "embeddings_path": os.path.abspath(args.embeddings),
                        "labels_path": os.path.abspath(args.labels) if args.labels else None}

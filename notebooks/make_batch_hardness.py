@@ -23,7 +23,7 @@ restart (RWR) on a proximity graph and tunes this trade-off with two knobs: the 
 candidates **M** each node's neighbours are chosen from, and the **restart probability p**.
 
 This notebook measures that trade-off on scikit-learn's digits (1,797 real 8×8 images, no
-download) with `graphbatch.metrics`:
+download) with `graphbatch.evaluation`:
 
 * `mean_cosine`: mean pairwise cosine similarity inside a batch;
 * `excess_hardness`: `mean_cosine` minus the global mean pairwise cosine (0 on average for random batches);
@@ -36,18 +36,16 @@ The numbers below come from one seed; the commentary states how to read them, an
 about *this* run is printed by code from the numbers themselves."""),
     ("code", """\
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 import graphbatch
 from graphbatch.build import build_proximity_graph
-from graphbatch.cli import digits_embeddings
-from graphbatch.metrics import Table, compare_samplers, default_sampler_grid, global_mean_cosine
-from graphbatch.plots import plot_hardness_along_epoch, plot_hardness_distribution, plot_tradeoff
+from graphbatch.evaluation import Table, compare_samplers, default_sampler_grid, global_mean_cosine
+from graphbatch.evaluation.plots import plot_hardness_along_epoch, plot_hardness_distribution, plot_tradeoff
+from graphbatch.evaluation.report import digits_embeddings
 
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 BATCH_SIZE = 64
 SEED = 0
 K = 10  # proximity-graph out-degree

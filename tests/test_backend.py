@@ -35,3 +35,55 @@ def test_require_missing_names_package_and_extra(name, needle):
     msg = str(info.value)
     assert needle in msg and "a test" in msg
     assert isinstance(info.value, ImportError)
+
+
+def _stub_cupy(tmp_path, body):
+    pkg = tmp_path / "stubs" / "cupy"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(body)
+    return str(tmp_path / "stubs")
+
+
+def test_import_graphbatch_with_cupy_installed_imports_no_cupy(tmp_path):
+    """A CuPy on sys.path is located (WITH_CUPY) but not imported by ``import graphbatch``."""
+    import os
+    import subprocess
+    import sys
+
+    stubs = _stub_cupy(tmp_path, "raise RuntimeError('the stub cupy was imported')\n")
+    code = "import sys, graphbatch; print(graphbatch.backend.WITH_CUPY, 'cupy' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=stubs + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+def test_unusable_cupy_falls_back_to_torch_with_a_warning(monkeypatch):
+    """An importable CuPy whose first GPU call fails is probed once; rwr(backend='auto') then uses torch."""
+    import sys
+    import types
+
+    import torch
+
+    from graphbatch.solvers import power
+
+    broken = types.ModuleType("cupy")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA driver not found (simulated)")
+
+    broken.ones = broken.zeros = broken.array = fail
+    broken.int32 = "int32"
+    sparse = types.ModuleType("cupyx.scipy.sparse")
+    sparse.csr_matrix = fail
+    monkeypatch.setitem(sys.modules, "cupy", broken)
+    monkeypatch.setitem(sys.modules, "cupyx", types.ModuleType("cupyx"))
+    monkeypatch.setitem(sys.modules, "cupyx.scipy", types.ModuleType("cupyx.scipy"))
+    monkeypatch.setitem(sys.modules, "cupyx.scipy.sparse", sparse)
+    monkeypatch.setattr(backend, "WITH_CUPY", True)
+    monkeypatch.setattr(backend, "WITH_CUDA", True)
+    monkeypatch.setattr(backend, "_PROBES", {})
+    on_gpu = types.SimpleNamespace(device=torch.device("cuda"))
+    with pytest.warns(RuntimeWarning, match="CuPy is installed but unusable.*simulated"):
+        assert power._resolve_backend("auto", on_gpu) == "torch"
+    assert power._resolve_backend("auto", on_gpu) == "torch"  # probed once: no second warning needed
+    assert backend._PROBES["cupy"][0] is False

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from graphbatch import cli
+from graphbatch.evaluation import report as report_mod
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -69,7 +70,7 @@ def test_demo_end_to_end(tmp_path):
     rwr = [s for s in report["samplers"] if s["name"].startswith("rwr-walk")]
     assert {"candidates", "restart_prob", "k"} <= set(rwr[0]["settings"])
     # the report's global mean equals the brute-force mean over all pairs of the documented embedding
-    emb, y, _ = cli.digits_embeddings(32)
+    emb, y, _ = report_mod.digits_embeddings(32)
     e = emb.astype(np.float64) / np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
     full = e @ e.T
     n = len(e)
@@ -190,12 +191,11 @@ def test_failure_mid_run_leaves_previous_output_intact(tmp_path, rng, capsys, mo
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.json").write_text('{"old": true}')
-    import graphbatch.metrics as metrics
 
     def boom(*args, **kwargs):
         raise RuntimeError("sampler exploded")
 
-    monkeypatch.setattr(metrics, "compare_samplers", boom)
+    monkeypatch.setattr(report_mod, "compare_samplers", boom)
     rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--batch-size", "16",
                    "--quiet"])
     err = capsys.readouterr().err
@@ -231,8 +231,8 @@ def test_help_and_parser():
 
 # ----------------------------------------------------------------------------- plots
 def test_tradeoff_plot_draws_the_table(rng):
-    from graphbatch.metrics import Table
-    from graphbatch.plots import plot_hardness_distribution, plot_tradeoff
+    from graphbatch.evaluation import Table
+    from graphbatch.evaluation.plots import plot_hardness_distribution, plot_tradeoff
 
     rows = [("random", "random", {}, 0.0, 0.1)]
     for p in (0.2, 0.5):

@@ -69,3 +69,14 @@ def test_import_does_not_pull_optional_heavy_packages():
             "'sentence_transformers', 'matplotlib'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"import graphbatch imported optional packages eagerly: {out}"
+
+
+def test_import_compiles_no_kernels():
+    """``import graphbatch`` (and building a sampler's graph) leaves numba and the compiled kernels unimported."""
+    import subprocess
+
+    code = ("import sys, torch, graphbatch as gb; "
+            "gb.build_proximity_graph(torch.randn(50, 4), 3, candidates=10, seed=0); "
+            "print(sorted(m for m in sys.modules if m.startswith('numba') or m == 'graphbatch.kernels.compiled'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"numba code was imported eagerly: {out}"

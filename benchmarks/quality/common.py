@@ -3,7 +3,7 @@
 Every modality script trains the same model with each sampler for the SAME number of steps and
 batch size (equal compute), refreshes the graph samplers from the trainer's own embeddings
 (``sampler.update(index, z.detach())``) and logs, every ``log_every`` steps, the hardness of the
-batch actually used (:func:`graphbatch.metrics.batch_hardness` on the current embedding bank).
+batch actually used (:func:`graphbatch.evaluation.batch_hardness` on the current embedding bank).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import graphbatch as gb
-from graphbatch.metrics import batch_hardness
+from graphbatch.evaluation import batch_hardness
 
 SAMPLERS = ("random", "knn", "rwr_walk", "rwr_ppr")
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ class HardnessLog:
     Both the training batch and a uniformly random batch of the same size are embedded afresh by
     ``embed_fn(indices) -> (b, d)`` (the current model, no augmentation, no grad, ``model`` in eval
     mode, its train/eval mode restored afterwards), so the two are measured under the same
-    conditions; :func:`graphbatch.metrics.batch_hardness` scores both. ``excess_cosine`` is the
+    conditions; :func:`graphbatch.evaluation.batch_hardness` scores both. ``excess_cosine`` is the
     batch's mean in-batch cosine minus the random batch's (0 in expectation for random batches).
     """
 

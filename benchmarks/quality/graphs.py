@@ -92,7 +92,6 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, epochs: int =
     """Train with one sampler and evaluate; returns a small JSON-able dict (no tensors)."""
     from torch_geometric.loader import DataLoader
 
-    from graphbatch import augment as A
     from graphbatch.adapters import (
         AttributeMasking,
         EdgePerturbation,
@@ -101,6 +100,7 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, epochs: int =
         RandomSubgraph,
         embed_dataset,
     )
+    from graphbatch.adapters import augment as A
 
     t_start = time.perf_counter()
     own_tmp = workdir is None

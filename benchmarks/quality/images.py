@@ -3,7 +3,7 @@
     nice -n 19 python benchmarks/quality/images.py --sampler rwr_walk --seed 0
 
 Protocol (SimCLR, shrunk for a 2-core CPU): a 3-block CNN encoder (BatchNorm, 128-d output) and a
-2-layer projection head; two views per image from :func:`graphbatch.augment.simclr_augment` (resized
+2-layer projection head; two views per image from :func:`graphbatch.adapters.augment.simclr_augment` (resized
 crop 0.2-1, flip, brightness/contrast jitter, grey noise); symmetric NT-Xent, temperature 0.2; Adam
 lr 1e-3. Evaluation: frozen encoder features of the unaugmented train subset -> standardised ->
 logistic regression, top-1 accuracy on a fixed test subset. Shrunk: 5,000 train images, 2,000 test
@@ -82,7 +82,7 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
         steps: int = 150, batch_size: int = 256, log_every: int = 10) -> dict:
     """Train with one sampler and evaluate; returns a small JSON-able dict (no tensors)."""
     from graphbatch.adapters import ImageDataset, embed_dataset, make_loader
-    from graphbatch.augment import simclr_augment
+    from graphbatch.adapters.augment import simclr_augment
 
     t_start = time.perf_counter()
     x_tr, y_tr, x_te, y_te = load_fashion(data, n_train, n_test)

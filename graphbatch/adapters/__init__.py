@@ -7,31 +7,33 @@ embeddings back with ``sampler.update(batch_index(batch), z)``. See
 :mod:`graphbatch.adapters.base` for the protocol.
 
 * :class:`ImageDataset` -> ``{"index", "views", "label"}`` with tensor-only
-  augmentations from :mod:`graphbatch.augment`;
+  augmentations from :mod:`graphbatch.adapters.augment`;
 * :class:`SentenceDataset` -> ``{"index", "views": (anchor, positive)}``
   (SimCSE or pairs; lists or a Hugging Face dataset);
 * :class:`GraphDataset` -> PyG ``Data`` with ``node_index`` (or two augmented
-  views) with GraphCL augmentations from :mod:`graphbatch.adapters.graph_augment`;
+  views) with GraphCL augmentations from :mod:`graphbatch.adapters.augment`;
 * :func:`make_loader`, :func:`check_sampler`, :func:`batch_index`,
   :func:`embed_dataset`.
 
 Example:
     >>> import torch
     >>> from graphbatch.adapters import ImageDataset, make_loader, batch_index
-    >>> from graphbatch import augment as A
+    >>> from graphbatch.adapters import augment as A
     >>> ds = ImageDataset(torch.rand(8, 1, 6, 6), A.Compose([A.RandomHorizontalFlip(), A.GaussianNoise(0.1)]))
     >>> batch = next(iter(make_loader(ds, [[5, 2, 7]])))
     >>> batch_index(batch).tolist(), batch["views"][0].shape
     ([5, 2, 7], torch.Size([3, 1, 6, 6]))
 """
+from . import augment
+from .augment import AttributeMasking, EdgePerturbation, NodeDropping, RandomSubgraph
 from .base import IndexedDataset, batch_index, check_sampler, item_generator, make_loader
 from .embed import embed_dataset
-from .graph_augment import AttributeMasking, EdgePerturbation, NodeDropping, RandomSubgraph
 from .graphs import GraphDataset, attach_node_index
 from .images import ImageDataset
 from .sentences import SentenceDataset
 
 __all__ = [
+    "augment",
     "IndexedDataset",
     "ImageDataset",
     "SentenceDataset",

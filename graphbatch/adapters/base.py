@@ -1,31 +1,12 @@
-"""The node-index protocol shared by the dataset adapters.
+"""The node-index protocol shared by the dataset adapters, and the helpers to use it.
 
-A graphbatch sampler draws *node indices* ``0 .. N-1``; a dataset adapter maps
-each index to a training item and lets the index travel with it, so the
-training loop can hand fresh embeddings back to the sampler
-(``sampler.update(index, z)``). The protocol:
-
-1. ``len(dataset)`` is the number of nodes ``N`` (the sampler's ``num_nodes``).
-2. ``dataset[i]`` carries ``i``:
-
-   * images and sentences: a ``dict`` ``{"index": i, "views": (v1, v2, ...),
-     "label": y}`` (``"label"`` only when labels exist). torch's default
-     collate turns a batch of those into ``batch["index"]`` (LongTensor ``(B,)``),
-     ``batch["views"]`` (a list with one stacked tensor, or one tuple of strings,
-     per view) and ``batch["label"]``;
-   * graphs: a PyG ``Data`` with a 1-element ``node_index`` (or, with
-     augmentation, a tuple of two such views); PyG's loader turns a batch into
-     a ``Batch`` with ``batch.node_index`` of shape ``(B,)`` (or a list of two
-     ``Batch`` objects).
-
-3. ``dataset.collate_fn`` is the collate function to use (PyG's for graphs),
-   and ``dataset.for_embedding()`` returns the same nodes without augmentation
-   (one view), which :func:`graphbatch.adapters.embed_dataset` uses.
-
-:func:`make_loader` is the documented integration point: it checks that the
-dataset and sampler agree on ``N`` (:func:`check_sampler`) and builds a
-``DataLoader`` with the right collate function. :func:`batch_index` pulls the
-index tensor out of any collated batch.
+A graphbatch sampler draws node indices ``0 .. N-1``; an adapter (:class:`IndexedDataset`)
+maps each index to a training item that carries its index, so the training loop can hand
+fresh embeddings back (``sampler.update(batch_index(batch), z)``). The protocol (length,
+items, ``collate_fn``, ``for_embedding``) is specified in ``docs/concepts.md`` (section 6).
+:func:`make_loader` is the integration point: it checks that dataset and sampler agree on
+``N`` (:func:`check_sampler`) and builds a ``DataLoader`` with the right collate function;
+:func:`batch_index` pulls the index tensor out of any collated batch.
 
 Example:
     >>> import torch
@@ -44,6 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import default_collate as _default_collate
+
+from .._validation import check_int, check_seed
 
 __all__ = ["IndexedDataset", "check_sampler", "make_loader", "batch_index", "item_generator"]
 
@@ -82,9 +65,7 @@ class IndexedDataset(torch.utils.data.Dataset):
 
     def __init__(self, seed: int | None = None) -> None:
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-                raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
-            seed = int(seed)
+            seed = check_seed("seed", seed)
         self.seed = seed
         self.epoch = 0
 
@@ -94,9 +75,7 @@ class IndexedDataset(torch.utils.data.Dataset):
         With ``persistent_workers=True`` the workers hold their own copy of the
         dataset, so call this before the loader's workers start.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or int(epoch) < 0:
-            raise TypeError(f"epoch must be a non-negative int, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_int("epoch", epoch, low=0)
 
     def _norm_index(self, i: Any) -> int:
         if isinstance(i, torch.Tensor) and i.numel() == 1 and not i.is_floating_point():

@@ -1,4 +1,9 @@
-"""Embed every node of an adapter with a model, in dataset order."""
+"""Embed every node of an adapter with a model, in dataset order (the bank a sampler starts from).
+
+:func:`embed_dataset` runs the model over ``dataset.for_embedding()`` (no augmentation) in eval
+mode under ``torch.no_grad()``, restores the model's mode, places each batch's rows by the batch's
+node index and checks that every node received a row.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -52,6 +57,28 @@ def _default_forward(model: Callable, batch: Any) -> Any:
     if isinstance(batch, (list, tuple)):
         return model(batch[0])
     return model(batch)
+
+
+def _embed_batch(fwd: Callable, model: Callable, batch: Any, dev: torch.device,
+                 start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(node indices, embeddings (B, d))`` of one batch; without an index, positions from ``start``."""
+    try:
+        idx = batch_index(batch).cpu()
+    except TypeError:
+        idx = None
+    z = fwd(model, _to_device(batch, dev))
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"the model/forward returned {type(z).__name__}; it must return a tensor "
+                        f"(B, d) (pass forward=lambda model, batch: ...)")
+    if z.dim() == 1:
+        z = z.unsqueeze(1)
+    if z.dim() != 2:
+        raise TypeError(f"the model/forward returned shape {tuple(z.shape)}; it must be (B, d)")
+    if idx is None:
+        idx = torch.arange(start, start + z.shape[0])
+    if z.shape[0] != idx.numel():
+        raise ValueError(f"the model/forward returned {z.shape[0]} rows for a batch of {idx.numel()} items")
+    return idx, z
 
 
 def embed_dataset(model: Callable, dataset: Any, *, batch_size: int = 256, collate_fn: Callable | None = None,
@@ -131,23 +158,7 @@ def embed_dataset(model: Callable, dataset: Any, *, batch_size: int = 256, colla
             model.eval()
         with torch.no_grad(), tqdm(total=n, disable=not progress, desc="embedding", unit="item") as bar:
             for batch in loader:
-                try:
-                    idx = batch_index(batch).cpu()
-                except TypeError:
-                    idx = None
-                z = fwd(model, _to_device(batch, dev))
-                if not isinstance(z, torch.Tensor):
-                    raise TypeError(f"the model/forward returned {type(z).__name__}; it must return a tensor "
-                                    f"(B, d) (pass forward=lambda model, batch: ...)")
-                if z.dim() == 1:
-                    z = z.unsqueeze(1)
-                if z.dim() != 2:
-                    raise TypeError(f"the model/forward returned shape {tuple(z.shape)}; it must be (B, d)")
-                if idx is None:
-                    idx = torch.arange(start, start + z.shape[0])
-                if z.shape[0] != idx.numel():
-                    raise ValueError(f"the model/forward returned {z.shape[0]} rows for a batch of {idx.numel()} "
-                                     f"items")
+                idx, z = _embed_batch(fwd, model, batch, dev, start)
                 if result is None:
                     result = torch.empty(n, z.shape[1], dtype=z.dtype, device=out_dev or z.device)
                 result[idx.to(result.device)] = z.to(result.device)

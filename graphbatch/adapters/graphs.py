@@ -18,7 +18,7 @@ from typing import Any, Union
 
 import torch
 
-from ..augment import Transform
+from .augment import Transform
 from .base import IndexedDataset
 
 __all__ = ["GraphDataset", "IndexedData", "attach_node_index"]  # noqa: F822 - IndexedData: module __getattr__
@@ -120,7 +120,7 @@ class GraphDataset(IndexedDataset):
 
     ``augment`` is one callable ``Data -> Data`` applied independently for each
     view, or a pair ``(aug1, aug2)``; graphbatch's GraphCL augmentations
-    (:mod:`graphbatch.adapters.graph_augment`) and PyG transforms both work.
+    (:mod:`graphbatch.adapters.augment`) and PyG transforms both work.
     With ``seed``, view ``v`` of graph ``i`` in epoch ``e`` draws from a
     generator seeded from ``(seed, e, i, v)`` (other callables run under a
     seeded ``torch.random.fork_rng``), so views are reproducible.
@@ -138,7 +138,7 @@ class GraphDataset(IndexedDataset):
         >>> from torch_geometric.data import Data
         >>> from torch_geometric.loader import DataLoader
         >>> from graphbatch.adapters import GraphDataset
-        >>> from graphbatch.adapters.graph_augment import NodeDropping
+        >>> from graphbatch.adapters.augment import NodeDropping
         >>> graphs = [Data(x=torch.randn(4, 3), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]])) for _ in range(5)]
         >>> ds = GraphDataset(graphs, augment=NodeDropping(0.25), seed=0)
         >>> v1, v2 = next(iter(DataLoader(ds, batch_sampler=[[4, 1, 3]])))

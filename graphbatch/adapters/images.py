@@ -1,4 +1,9 @@
-"""Image adapter: ``(image, label)`` datasets or arrays -> augmented views + node index."""
+"""Image adapter: ``(image, label)`` datasets or arrays -> augmented views + node index.
+
+:class:`ImageDataset` wraps a tensor/array of images, a torchvision-style dataset of ``(image,
+label)`` pairs or dicts, and returns ``{"index", "views", "label"}`` items; views come from a
+transform (e.g. :func:`graphbatch.adapters.augment.simclr_augment`), seeded per item and epoch.
+"""
 from __future__ import annotations
 
 import copy
@@ -9,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..augment import Transform
+from .._validation import check_int
+from .augment import Transform
 from .base import IndexedDataset
 
 __all__ = ["ImageDataset"]
@@ -59,7 +65,7 @@ class ImageDataset(IndexedDataset):
     ``(N, C, H, W)`` (``(N, H, W, C)`` with ``channels_last=True``) with optional
     ``labels``. Images become float tensors ``(C, H, W)`` (``uint8`` scaled to
     ``[0, 1]``, ``float64`` cast to ``float32``), then ``transform`` makes each of the ``views`` views. torchvision
-    is not needed: see :mod:`graphbatch.augment`.
+    is not needed: see :mod:`graphbatch.adapters.augment`.
 
     With ``seed`` set, view ``v`` of item ``i`` in epoch ``e`` is computed with a
     generator seeded from ``(seed, e, i, v)``: graphbatch transforms receive it
@@ -90,7 +96,7 @@ class ImageDataset(IndexedDataset):
     Example:
         >>> import torch
         >>> from graphbatch.adapters import ImageDataset
-        >>> from graphbatch import augment as A
+        >>> from graphbatch.adapters import augment as A
         >>> ds = ImageDataset(torch.rand(10, 8, 8), A.RandomResizedCrop(6), labels=torch.arange(10), seed=0)
         >>> item = ds[3]
         >>> item["index"], [v.shape for v in item["views"]], int(item["label"])
@@ -103,10 +109,8 @@ class ImageDataset(IndexedDataset):
         super().__init__(seed)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
-        if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or int(views) < 1:
-            raise ValueError(f"views must be an int >= 1, got {views!r}")
         self.transform = transform
-        self.views = int(views)
+        self.views = check_int("views", views, low=1)
         self.image_key = image_key
         self.label_key = label_key
         self.channels_last = bool(channels_last)
@@ -213,9 +217,7 @@ class ImageDataset(IndexedDataset):
             raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         other.transform = transform
         if views is not None:
-            if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or int(views) < 1:
-                raise ValueError(f"views must be an int >= 1, got {views!r}")
-            other.views = int(views)
+            other.views = check_int("views", views, low=1)
         return other
 
     def for_embedding(self, transform: Callable | None = None) -> ImageDataset:

@@ -1,4 +1,8 @@
-"""Sentence adapter: strings, (anchor, positive) pairs or a Hugging Face dataset -> views + node index."""
+"""Sentence adapter: strings, (anchor, positive) pairs or a Hugging Face dataset -> views + node index.
+
+:class:`SentenceDataset` returns ``{"index", "views": (anchor, positive)}`` items: SimCSE style
+(the same sentence twice, dropout makes the views) or pairs, from lists or dataset columns.
+"""
 from __future__ import annotations
 
 import copy
@@ -7,6 +11,7 @@ from typing import Any, Union
 
 import torch
 
+from .._validation import check_choice
 from .base import IndexedDataset
 
 __all__ = ["SentenceDataset"]
@@ -76,8 +81,8 @@ class SentenceDataset(IndexedDataset):
                  column: Union[str, tuple[str, str], None] = None, labels: Sequence[Any] | None = None,
                  label_column: str | None = None) -> None:
         super().__init__(None)
-        if mode is not None and mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES} or None, got {mode!r}")
+        if mode is not None:
+            check_choice("mode", mode, _MODES)
         anchors: list[str]
         positives: list[str] | None = None
         if _is_hf_dataset(data):

@@ -1,36 +1,12 @@
 """sentence-transformers integration: hard-negative batches for ``SentenceTransformerTrainer``.
 
-:class:`GraphBatchSampler` is a ``sentence_transformers`` ``DefaultBatchSampler``
-subclass, so the trainer accepts it as ``batch_sampler`` and constructs it as
-``cls(dataset, batch_size=, drop_last=, valid_label_columns=, generator=,
-seed=)``. Bind the model being trained (and any
-:class:`graphbatch.RWRBatchSampler` options) with :meth:`GraphBatchSampler.with_model`;
-the sampler then
-
-1. encodes the training texts (``text_column``, by default the first text
-   column, e.g. ``anchor``) with the model and builds the proximity graph
-   before the first batch (no random warm-up);
-2. re-encodes all texts every ``refresh_every`` batches and hands them to the
-   inner sampler, which rebuilds the graph and re-plans the rest of the epoch
-   (``refresh_every=None``: only at the start of each later epoch);
-3. keeps rows that share any text (in any text column) out of the same batch
-   (``avoid_duplicates=True``), like ``BatchSamplers.NO_DUPLICATES``, since
-   duplicates are false negatives for in-batch losses.
-
-Notes:
-
-* Distributed training: accelerate hands every process every ``W``-th batch of
-  the sampler, so the inner sampler plans the whole epoch on each rank
-  (``num_replicas=1``); each rank encodes the texts itself, and the plans agree
-  as long as the encodings do (same weights, deterministic kernels).
-* The trainer also builds its *evaluation* loaders with ``batch_sampler``, so an
-  evaluation loss is then computed on graph batches (harder than random ones).
-
-Encoding runs under ``torch.no_grad()`` and restores the model's train/eval
-mode afterwards (``SentenceTransformer.encode`` alone would leave it in eval
-mode, silently switching off dropout for the rest of training).
-
-``sentence-transformers`` is optional (``pip install 'graphbatch[sentence]'``):
+:class:`GraphBatchSampler` is a sentence-transformers ``DefaultBatchSampler`` subclass, so the
+trainer accepts it as ``batch_sampler``; bind the model being trained (and any
+:class:`graphbatch.RWRBatchSampler` options) with :meth:`GraphBatchSampler.with_model`. It
+encodes the training texts and builds the graph before the first batch, re-encodes every
+``refresh_every`` batches, and keeps rows that share a text out of one batch. The details
+(distributed training, evaluation loaders, train/eval mode) are in ``docs/concepts.md``
+(section 7). ``sentence-transformers`` is optional (``pip install 'graphbatch[sentence]'``):
 this module imports without it, and the class is created on first access.
 
 Example (needs the optional packages and a model, so it is not run as a doctest)::
@@ -52,6 +28,7 @@ import numpy as np
 import torch
 
 from .. import backend
+from .._validation import check_int
 
 __all__ = ["GraphBatchSampler",  # noqa: F822 - created on first access (module __getattr__)
            "text_columns", "duplicate_groups", "encode_texts"]
@@ -155,163 +132,165 @@ def _sampler_kwargs_check(sampler_cls: type, kwargs: dict[str, Any]) -> None:
         raise TypeError(f"{sampler_cls.__name__} has no argument(s) {unknown}")
 
 
+def _default_sampler() -> type:
+    from ..samplers import RWRBatchSampler
+
+    return RWRBatchSampler
+
+
+class _GraphBatchSampler:
+    """A sentence-transformers batch sampler that composes hard-negative batches with graphbatch.
+
+    Create the class for the trainer with :meth:`with_model`; the trainer
+    then builds it with its own ``batch_size``, ``drop_last`` and ``seed``.
+
+    Args:
+        dataset: the training ``datasets.Dataset``.
+        batch_size, drop_last, valid_label_columns, generator, seed: as passed by the trainer.
+        model: the ``SentenceTransformer`` being trained (bound by :meth:`with_model`).
+        text_column: column whose texts are embedded (default: the first text column).
+        refresh_every: re-encode all texts every this many batches (``None``: at epoch starts only).
+        encode_batch_size: batch size of ``model.encode``.
+        avoid_duplicates: never batch rows sharing a text (passed as ``labels`` to the sampler).
+        sampler_cls: the graphbatch sampler class (default :class:`graphbatch.RWRBatchSampler`).
+        **sampler_kwargs: options of ``sampler_cls`` (``k``, ``candidates``, ``restart_prob``, ...).
+
+    Attributes:
+        sampler: the inner graphbatch sampler (``.graph``, ``.stats``).
+        texts: the embedded texts, in row order.
+
+    Example (see the module docstring for the trainer side)::
+
+        sampler_cls = GraphBatchSampler.with_model(model, k=10, candidates=50)
+        args = SentenceTransformerTrainingArguments(output_dir="out", batch_sampler=sampler_cls)
+    """
+
+    model: Any = None
+    default_kwargs: dict[str, Any] = {}
+
+    def __init__(self, dataset: Any, batch_size: int, drop_last: bool,
+                 valid_label_columns: list[str] | None = None, generator: torch.Generator | None = None,
+                 seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
+                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+        opts = {**type(self).default_kwargs, **kwargs}
+        model = opts.pop("model", None) or type(self).model
+        text_column = opts.pop("text_column", None)
+        refresh_every = opts.pop("refresh_every", 100)
+        encode_batch_size = opts.pop("encode_batch_size", 64)
+        avoid_duplicates = opts.pop("avoid_duplicates", True)
+        sampler_cls = opts.pop("sampler_cls", None) or _default_sampler()
+        if model is None or not hasattr(model, "encode"):
+            raise ValueError("GraphBatchSampler needs the model being trained to embed the texts: pass "
+                             "batch_sampler=GraphBatchSampler.with_model(model, ...) to the training arguments "
+                             f"(got model={type(model).__name__})")
+        if refresh_every is not None:
+            refresh_every = check_int("refresh_every", refresh_every, low=1)
+        _sampler_kwargs_check(sampler_cls, opts)
+        # accelerate shards the batch sampler's output over processes itself, so the inner
+        # sampler must produce the whole epoch on every rank
+        params = inspect.signature(sampler_cls).parameters
+        if "num_replicas" in params:
+            opts.setdefault("num_replicas", 1)
+        if "rank" in params:
+            opts.setdefault("rank", 0)
+        cols = text_columns(dataset, valid_label_columns)
+        if not cols:
+            raise ValueError(f"the dataset has no text column (columns: {list(dataset.column_names)}, label "
+                             f"columns: {valid_label_columns})")
+        if text_column is None:
+            text_column = cols[0]
+        elif text_column not in cols:
+            raise ValueError(f"text_column {text_column!r} is not a text column of the dataset (text "
+                             f"columns: {cols})")
+        self.model = model
+        self.text_column = text_column
+        self.texts: list[str] = list(dataset[text_column])
+        self.refresh_every = refresh_every
+        self.encode_batch_size = int(encode_batch_size)
+        n = len(self.texts)
+        if avoid_duplicates:
+            groups = duplicate_groups([list(dataset[c]) for c in cols])
+            if (groups >= 0).any():
+                opts.setdefault("labels", groups)
+        emb = encode_texts(model, self.texts, batch_size=self.encode_batch_size)
+        self.sampler = sampler_cls(n, min(int(batch_size), n), drop_last=bool(drop_last), seed=int(seed),
+                                   embeddings=emb, **opts)
+        self._since_refresh = 0
+        self._epochs_started = 0
+
+    @classmethod
+    def with_model(cls, model: Any, **kwargs: Any) -> type:
+        """A subclass bound to ``model`` and options, to pass as ``batch_sampler=`` to the trainer.
+
+        Args:
+            model: the ``SentenceTransformer`` being trained.
+            **kwargs: ``text_column``, ``refresh_every``, ``encode_batch_size``, ``avoid_duplicates``,
+                ``sampler_cls``, and the inner sampler's options (``k``, ``candidates``, ...).
+
+        Raises:
+            TypeError: an option the inner sampler does not have.
+            ValueError: ``model`` has no ``encode`` method.
+        """
+        if model is None or not hasattr(model, "encode"):
+            raise ValueError(f"model must be a SentenceTransformer (with .encode), got {type(model).__name__}")
+        sampler_cls = kwargs.get("sampler_cls") or _default_sampler()
+        own = {"text_column", "refresh_every", "encode_batch_size", "avoid_duplicates", "sampler_cls"}
+        _sampler_kwargs_check(sampler_cls, {k: v for k, v in kwargs.items() if k not in own})
+        return type(cls.__name__, (cls,), {"model": model, "default_kwargs": dict(kwargs),
+                                          "__module__": cls.__module__, "__doc__": cls.__doc__})
+
+    def reembed(self) -> bool:
+        """Re-encode every text with the current model and rebuild the inner sampler's graph now.
+
+        Batches not yet handed out in this epoch are re-planned on the new graph.
+
+        Returns:
+            True when the new graph was installed (see the inner sampler's ``refresh``).
+        """
+        emb = encode_texts(self.model, self.texts, batch_size=self.encode_batch_size)
+        self.sampler.update(torch.arange(len(self.texts)), emb)
+        self._since_refresh = 0
+        return bool(self.sampler.refresh())
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        if self._epochs_started > 0 and self._since_refresh > 0:
+            self.reembed()
+        self._epochs_started += 1
+        for batch in self.sampler:
+            yield batch
+            self._since_refresh += 1
+            if self.refresh_every is not None and self._since_refresh >= self.refresh_every:
+                self.reembed()
+
+    @property
+    def graph(self):
+        """The inner sampler's current proximity graph."""
+        return self.sampler.graph
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The inner sampler's counters (refreshes, ...)."""
+        return self.sampler.stats
+
+
 def _build_class() -> type:
+    """``GraphBatchSampler``: the methods above on top of sentence-transformers' ``DefaultBatchSampler``."""
     backend.require("sentence_transformers", "graphbatch.integrations.sentence_transformers")
     try:  # sentence-transformers >= 6 keeps the samplers in base/
         from sentence_transformers.base.sampler import DefaultBatchSampler
     except ImportError:  # earlier layout
         from sentence_transformers.sampler import DefaultBatchSampler
 
-    from ..sampler import RWRBatchSampler
-
-    class GraphBatchSampler(DefaultBatchSampler):
-        """A sentence-transformers batch sampler that composes hard-negative batches with graphbatch.
-
-        Create the class for the trainer with :meth:`with_model`; the trainer
-        then builds it with its own ``batch_size``, ``drop_last`` and ``seed``.
-
-        Args:
-            dataset: the training ``datasets.Dataset``.
-            batch_size, drop_last, valid_label_columns, generator, seed: as passed by the trainer.
-            model: the ``SentenceTransformer`` being trained (bound by :meth:`with_model`).
-            text_column: column whose texts are embedded (default: the first text column).
-            refresh_every: re-encode all texts every this many batches (``None``: at epoch starts only).
-            encode_batch_size: batch size of ``model.encode``.
-            avoid_duplicates: never batch rows sharing a text (passed as ``labels`` to the sampler).
-            sampler_cls: the graphbatch sampler class (default :class:`graphbatch.RWRBatchSampler`).
-            **sampler_kwargs: options of ``sampler_cls`` (``k``, ``candidates``, ``restart_prob``, ...).
-
-        Attributes:
-            sampler: the inner graphbatch sampler (``.graph``, ``.stats``).
-            texts: the embedded texts, in row order.
-
-        Example (see the module docstring for the trainer side)::
-
-            sampler_cls = GraphBatchSampler.with_model(model, k=10, candidates=50)
-            args = SentenceTransformerTrainingArguments(output_dir="out", batch_sampler=sampler_cls)
-        """
-
-        model: Any = None
-        default_kwargs: dict[str, Any] = {}
-
-        def __init__(self, dataset: Any, batch_size: int, drop_last: bool,
-                     valid_label_columns: list[str] | None = None, generator: torch.Generator | None = None,
-                     seed: int = 0, **kwargs: Any) -> None:
-            super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
-                             valid_label_columns=valid_label_columns, generator=generator, seed=seed)
-            opts = {**type(self).default_kwargs, **kwargs}
-            model = opts.pop("model", None) or type(self).model
-            text_column = opts.pop("text_column", None)
-            refresh_every = opts.pop("refresh_every", 100)
-            encode_batch_size = opts.pop("encode_batch_size", 64)
-            avoid_duplicates = opts.pop("avoid_duplicates", True)
-            sampler_cls = opts.pop("sampler_cls", RWRBatchSampler)
-            if model is None or not hasattr(model, "encode"):
-                raise ValueError("GraphBatchSampler needs the model being trained to embed the texts: pass "
-                                 "batch_sampler=GraphBatchSampler.with_model(model, ...) to the training arguments "
-                                 f"(got model={type(model).__name__})")
-            if refresh_every is not None:
-                if isinstance(refresh_every, bool) or not isinstance(refresh_every, (int, np.integer)) \
-                        or refresh_every < 1:
-                    raise ValueError(f"refresh_every must be an int >= 1 or None, got {refresh_every!r}")
-                refresh_every = int(refresh_every)
-            _sampler_kwargs_check(sampler_cls, opts)
-            # accelerate shards the batch sampler's output over processes itself, so the inner
-            # sampler must produce the whole epoch on every rank
-            params = inspect.signature(sampler_cls).parameters
-            if "num_replicas" in params:
-                opts.setdefault("num_replicas", 1)
-            if "rank" in params:
-                opts.setdefault("rank", 0)
-            cols = text_columns(dataset, valid_label_columns)
-            if not cols:
-                raise ValueError(f"the dataset has no text column (columns: {list(dataset.column_names)}, label "
-                                 f"columns: {valid_label_columns})")
-            if text_column is None:
-                text_column = cols[0]
-            elif text_column not in cols:
-                raise ValueError(f"text_column {text_column!r} is not a text column of the dataset (text "
-                                 f"columns: {cols})")
-            self.model = model
-            self.text_column = text_column
-            self.texts: list[str] = list(dataset[text_column])
-            self.refresh_every = refresh_every
-            self.encode_batch_size = int(encode_batch_size)
-            n = len(self.texts)
-            if avoid_duplicates:
-                groups = duplicate_groups([list(dataset[c]) for c in cols])
-                if (groups >= 0).any():
-                    opts.setdefault("labels", groups)
-            emb = encode_texts(model, self.texts, batch_size=self.encode_batch_size)
-            self.sampler = sampler_cls(n, min(int(batch_size), n), drop_last=bool(drop_last), seed=int(seed),
-                                       embeddings=emb, **opts)
-            self._since_refresh = 0
-            self._epochs_started = 0
-
-        @classmethod
-        def with_model(cls, model: Any, **kwargs: Any) -> type:
-            """A subclass bound to ``model`` and options, to pass as ``batch_sampler=`` to the trainer.
-
-            Args:
-                model: the ``SentenceTransformer`` being trained.
-                **kwargs: ``text_column``, ``refresh_every``, ``encode_batch_size``, ``avoid_duplicates``,
-                    ``sampler_cls``, and the inner sampler's options (``k``, ``candidates``, ...).
-
-            Raises:
-                TypeError: an option the inner sampler does not have.
-                ValueError: ``model`` has no ``encode`` method.
-            """
-            if model is None or not hasattr(model, "encode"):
-                raise ValueError(f"model must be a SentenceTransformer (with .encode), got {type(model).__name__}")
-            sampler_cls = kwargs.get("sampler_cls", RWRBatchSampler)
-            own = {"text_column", "refresh_every", "encode_batch_size", "avoid_duplicates", "sampler_cls"}
-            _sampler_kwargs_check(sampler_cls, {k: v for k, v in kwargs.items() if k not in own})
-            return type(cls.__name__, (cls,), {"model": model, "default_kwargs": dict(kwargs),
-                                              "__module__": cls.__module__, "__doc__": cls.__doc__})
-
-        def reembed(self) -> bool:
-            """Re-encode every text with the current model and rebuild the inner sampler's graph now.
-
-            Batches not yet handed out in this epoch are re-planned on the new graph.
-
-            Returns:
-                True when the new graph was installed (see the inner sampler's ``refresh``).
-            """
-            emb = encode_texts(self.model, self.texts, batch_size=self.encode_batch_size)
-            self.sampler.update(torch.arange(len(self.texts)), emb)
-            self._since_refresh = 0
-            return bool(self.sampler.refresh())
-
-        def set_epoch(self, epoch: int) -> None:
-            super().set_epoch(epoch)
-            self.sampler.set_epoch(epoch)
-
-        def __len__(self) -> int:
-            return len(self.sampler)
-
-        def __iter__(self):
-            if self._epochs_started > 0 and self._since_refresh > 0:
-                self.reembed()
-            self._epochs_started += 1
-            for batch in self.sampler:
-                yield batch
-                self._since_refresh += 1
-                if self.refresh_every is not None and self._since_refresh >= self.refresh_every:
-                    self.reembed()
-
-        @property
-        def graph(self):
-            """The inner sampler's current proximity graph."""
-            return self.sampler.graph
-
-        @property
-        def stats(self) -> dict[str, Any]:
-            """The inner sampler's counters (refreshes, ...)."""
-            return self.sampler.stats
-
-    GraphBatchSampler.__module__ = __name__
-    GraphBatchSampler.__qualname__ = "GraphBatchSampler"
-    return GraphBatchSampler
+    return type("GraphBatchSampler", (_GraphBatchSampler, DefaultBatchSampler),
+                {"__module__": __name__, "__qualname__": "GraphBatchSampler", "__doc__": _GraphBatchSampler.__doc__})
 
 
 _CACHE: dict[str, type] = {}

@@ -1,0 +1,395 @@
+"""The epoch machinery every sampler shares: exact epochs, determinism, resume, distributed shares, refresh.
+
+:class:`EpochBatchSampler` turns a *model* (an object that builds a state from the
+embedding bank, prepares it for planning and plans epochs: see
+:class:`graphbatch.samplers.models.Model`) into a ``torch.utils.data.Sampler`` of
+batches. Samplers are thin: they validate their arguments, create their model and hand
+it to this base (composition; the base calls no overridable hook). Without a model
+batches are uniformly random. The guarantees (exact epochs, determinism, live refresh,
+warm-up, distributed shares) are specified in ``docs/concepts.md``.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_int, check_seed
+from ..kernels.slots import COUNTERS
+from .bank import EmbeddingBank
+from .distributed import all_gather_rows, is_distributed, world_default
+
+__all__ = ["EpochBatchSampler", "STATE_VERSION"]
+
+STATE_VERSION = 1
+_REFRESH_ERRORS = (RuntimeError, ValueError, MemoryError)
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Exact epochs of batches planned by a model, with refresh from an embedding bank, resume and DDP shares.
+
+    Args:
+        num_nodes: dataset size ``N``.
+        batch_size: ``B``, in ``[1, N]``.
+        drop_last: drop the last, short batch (and, distributed, the batches that do not split evenly).
+        seed: base seed of every generator.
+        embeddings: ``(N, d)`` initial embeddings; the model is built at construction and warm-up skipped.
+        refresh_every: rebuild the model every this many batches (per replica) when embeddings changed.
+        warmup_epochs: epochs of random batches before the model is built automatically.
+        num_replicas: number of distributed ranks (default: ``torch.distributed`` world size, else 1).
+        rank: this rank (default: ``torch.distributed`` rank, else 0).
+        model: the :class:`~graphbatch.samplers.models.Model` that plans batches (``None``: random batches).
+        initial_state: a model state to start from (e.g. a prebuilt graph); skips warm-up.
+
+    Example:
+        >>> from graphbatch.samplers import EpochBatchSampler
+        >>> s = EpochBatchSampler(10, 4, seed=0)  # no model: random batches with all the machinery
+        >>> s.set_epoch(3); [len(b) for b in s]
+        [4, 4, 2]
+
+    Attributes:
+        stats: running counters (over the sampler's life, restored by :meth:`load_state_dict`):
+            ``epochs``, ``batches`` (handed out by this rank), ``plans`` / ``replans`` (epoch plans and
+            mid-epoch re-plans after a refresh), ``random_epochs`` (planned without a model),
+            ``refreshes``, ``full_refreshes``, ``incremental_refreshes``, ``refresh_failures``,
+            ``last_refresh_error``, ``graph_waits`` (epochs that wanted a graph but had unseen rows),
+            and the planner counters ``walk_steps``, ``near_jumps`` / ``random_jumps`` (stall
+            fallbacks), ``guard_deferrals``, ``guard_violations``, ``skipped_seeds``.
+    """
+
+    def __init__(self, num_nodes: int, batch_size: int, *, drop_last: bool = False, seed: int = 0,
+                 embeddings: Any = None, refresh_every: int = 100, warmup_epochs: int = 1,
+                 num_replicas: int | None = None, rank: int | None = None, model: Any = None,
+                 initial_state: Any = None) -> None:
+        self.num_nodes = check_int("num_nodes", num_nodes, low=1)
+        self.batch_size = check_int("batch_size", batch_size, low=1, high=self.num_nodes)
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.seed = check_seed("seed", seed)
+        self.refresh_every = check_int("refresh_every", refresh_every, low=1)
+        self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, low=0)
+        self.num_replicas, self.rank = world_default(num_replicas, rank)
+        self.stats: dict[str, Any] = {
+            "epochs": 0, "batches": 0, "plans": 0, "replans": 0, "random_epochs": 0,
+            "refreshes": 0, "full_refreshes": 0, "incremental_refreshes": 0, "refresh_failures": 0,
+            "last_refresh_error": None, "graph_waits": 0,
+            **{name: 0 for name in COUNTERS},
+        }
+        self._model = model
+        self._bank = EmbeddingBank(self.num_nodes)
+        self._state: Any = None       # what the model built (e.g. the graph)
+        self._prepared: Any = None    # the state prepared for planning (e.g. host arrays)
+        self._spare: Any = None       # the previously prepared state: its buffers are reused by the next one
+        self._version = 0             # number of states installed
+        self._next_epoch = 0
+        self._epoch = -1
+        self._in_progress = False
+        self._yielded = 0  # batches handed out by this rank in the current epoch
+        self._step = 0  # batches handed out by this rank over all epochs
+        self._last_refresh_step = 0
+        self._plan_arr: np.ndarray | None = None
+        self._plan_list: list[int] | None = None  # the plan as Python ints (built on first use)
+        self._plan_version = -1  # state version the current plan was made with
+        if embeddings is not None:
+            emb = as_embedding_rows("embeddings", embeddings)
+            if emb.shape[0] != self.num_nodes:
+                raise ValueError(f"embeddings must have num_nodes={self.num_nodes} rows, got {emb.shape[0]}")
+            if not bool(torch.isfinite(emb).all()):
+                raise ValueError("embeddings must be finite, got NaN or infinite values")
+            if model is not None:
+                if initial_state is not None:
+                    raise ValueError("pass either graph= or embeddings=, not both")
+                self._bank.fill(emb)
+                self.warmup_epochs = 0
+                self._install(*self._build())
+        if initial_state is not None:
+            self.warmup_epochs = 0
+            self._install(initial_state, None)
+
+    @property
+    def learns(self) -> bool:
+        """Whether this sampler builds a model from embeddings (``False``: random batches)."""
+        return self._model is not None
+
+    # ------------------------------------------------------------------ lengths
+    @property
+    def _num_plan_batches(self) -> int:
+        n, b = self.num_nodes, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __len__(self) -> int:
+        nb, w = self._num_plan_batches, self.num_replicas
+        return nb // w if self.drop_last else -(-nb // w)
+
+    def _global_index(self, j: int) -> int:
+        """Plan batch index of this rank's j-th batch (wrapping around when padded)."""
+        return (j * self.num_replicas + self.rank) % self._num_plan_batches
+
+    # ------------------------------------------------------------------ epochs
+    @property
+    def epoch(self) -> int:
+        """The current (or, before the first pass, the next) epoch number."""
+        return self._epoch if self._in_progress else self._next_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch the next pass produces (its batches depend on ``(seed, epoch)``).
+
+        Setting the epoch that is in progress (e.g. after :meth:`load_state_dict`)
+        keeps the progress, so the pass resumes.
+        """
+        epoch = check_int("epoch", epoch, low=0)
+        if self._in_progress and epoch == self._epoch:
+            return
+        self._in_progress = False
+        self._next_epoch = epoch
+
+    def _rng(self, *parts: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, *[int(p) for p in parts]])
+
+    def _begin_epoch(self) -> None:
+        self._epoch = self._next_epoch
+        self._next_epoch = self._epoch + 1
+        self._yielded = 0
+        self._in_progress = True
+        self.stats["epochs"] += 1
+        if self._state is None and self.learns and self._epoch >= self.warmup_epochs:
+            if self._bank.complete:
+                self.refresh()
+            else:
+                self.stats["graph_waits"] += 1
+        self._make_plan(consumed=0, replan=False)
+
+    def _make_plan(self, consumed: int, replan: bool) -> None:
+        """(Re)plan every node not in the first ``consumed`` plan batches."""
+        n, b = self.num_nodes, self.batch_size
+        keep = min(consumed * b, n)
+        used = np.zeros(n, dtype=bool)
+        if keep:
+            used[self._plan_arr[:keep]] = True
+        rng = self._rng(self._epoch, consumed, self._version)
+        n_plan = n - keep
+        if not n_plan:
+            part = np.empty(0, dtype=np.int64)
+        elif self._model is None:
+            rest = np.flatnonzero(~used)
+            part = rest[rng.permutation(rest.shape[0])]
+        else:
+            prepared = self._prepared if self._state is not None else None
+            part, counters = self._model.plan(prepared, used, n_plan, rng, consumed, self._epoch)
+            for i, name in enumerate(COUNTERS):
+                self.stats[name] += int(counters[i])
+        if part.shape[0] != n_plan:
+            raise RuntimeError(f"internal error: planner returned {part.shape[0]} nodes, expected {n_plan}")
+        self._plan_arr = np.concatenate([self._plan_arr[:keep], part]) if keep else part.astype(np.int64)
+        self._plan_list = None
+        self._plan_version = self._version
+        self.stats["replans" if replan else "plans"] += 1
+        if self._state is None and not replan:
+            self.stats["random_epochs"] += 1
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self._in_progress:
+            self._begin_epoch()
+        length, b, n = len(self), self.batch_size, self.num_nodes
+        while self._yielded < length:
+            if self._step > self._last_refresh_step and self._step % self.refresh_every == 0:
+                self._last_refresh_step = self._step
+                self._periodic_refresh()
+            if self._plan_version != self._version:
+                consumed = min(self._yielded * self.num_replicas, self._num_plan_batches)
+                self._make_plan(consumed=consumed, replan=True)
+            if self._plan_list is None:  # one conversion per plan; slicing a list is cheap
+                self._plan_list = self._plan_arr.tolist()
+            g = self._global_index(self._yielded)
+            batch = self._plan_list[g * b: min((g + 1) * b, n)]
+            self._yielded += 1
+            self._step += 1
+            self.stats["batches"] += 1
+            yield batch
+        self._in_progress = False
+
+    # ------------------------------------------------------------------ embeddings / refresh
+    @property
+    def bank(self) -> torch.Tensor | None:
+        """The ``(N, d)`` embedding bank (``None`` before the first :meth:`update`). Do not modify."""
+        return self._bank.rows
+
+    def update(self, indices: Any, embeddings: Any, *, gather: bool | None = None) -> None:
+        """Store fresh embeddings of some instances (typically the batch just trained on).
+
+        Args:
+            indices: ``(n,)`` instance indices in ``[0, N)``.
+            embeddings: ``(n, d)`` float tensor/array; detached and copied into the bank (NaN is stored,
+                and makes the next refresh fail and keep the previous graph).
+            gather: all-gather ``(indices, embeddings)`` from every rank first (default: when
+                ``torch.distributed`` is initialised with more than one rank). Must be called on all ranks.
+
+        Raises:
+            ValueError: indices out of range, row count or width disagreeing.
+            TypeError: wrong types or non-float embeddings.
+
+        Example:
+            >>> import torch
+            >>> from graphbatch import RWRBatchSampler
+            >>> s = RWRBatchSampler(10, 5, k=3, candidates=9)
+            >>> s.update([0, 1], torch.randn(2, 4))
+            >>> s.bank.shape
+            torch.Size([10, 4])
+        """
+        width = None if self._bank.rows is None else self._bank.rows.shape[1]
+        emb = as_embedding_rows("embeddings", embeddings, width=width).detach()
+        idx = as_index_tensor("indices", indices, num_nodes=self.num_nodes, allow_empty=True)
+        if idx.numel() != emb.shape[0]:
+            raise ValueError(f"embeddings must have one row per index: got {emb.shape[0]} rows for "
+                             f"{idx.numel()} indices")
+        if not self.learns:
+            return
+        if is_distributed() if gather is None else check_bool("gather", gather):
+            idx, emb = all_gather_rows(idx, emb)
+        self._bank.write(idx, emb)
+
+    def _periodic_refresh(self) -> None:
+        if not self.learns or not self._bank.dirty.any() or not self._bank.complete:
+            return
+        if self._state is None and self._epoch < self.warmup_epochs:
+            return
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Rebuild the model (graph) from the embedding bank now.
+
+        Incremental when a model exists and at most ``incremental_fraction`` of the
+        rows changed since the last build; full otherwise. The new model is built and
+        prepared completely before it replaces the old one: on failure the previous
+        model stays in use, untouched, a warning is issued and ``stats["refresh_failures"]``
+        grows (the changed rows stay marked, so the next refresh retries).
+
+        Returns:
+            True when a new model was installed.
+
+        Raises:
+            RuntimeError: the bank is missing rows that were never passed to :meth:`update`
+                (the model needs every row once).
+
+        Example:
+            >>> import torch
+            >>> from graphbatch import RWRBatchSampler
+            >>> emb = torch.randn(30, 4)
+            >>> s = RWRBatchSampler(30, 5, k=3, candidates=20, embeddings=emb)
+            >>> s.update([0, 1], emb[:2] + 1.0)
+            >>> s.refresh(), s.stats["incremental_refreshes"]
+            (True, 1)
+        """
+        if not self.learns:
+            return False
+        if self._bank.rows is None or not self._bank.complete:
+            raise RuntimeError(f"cannot build the graph yet: {self._bank.missing} of {self.num_nodes} rows were "
+                               "never passed to update() (finish a warm-up epoch, or pass embeddings=)")
+        try:
+            rows = self._bank.rows
+            if not bool(torch.isfinite(rows).all()):
+                bad = int((~torch.isfinite(rows).all(dim=1)).sum())
+                raise ValueError(f"embedding bank has {bad} rows with NaN or infinite values")
+            state, kind = self._build()
+            prepared = self._model.prepare(state, self._bank, self._spare)
+        except _REFRESH_ERRORS as exc:
+            self.stats["refresh_failures"] += 1
+            self.stats["last_refresh_error"] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"{type(self).__name__}: refresh failed, keeping the previous "
+                          f"{'graph' if self._state is not None else 'random batches'} "
+                          f"({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+            return False
+        self._commit(state, prepared, kind)
+        return True
+
+    def _build(self) -> tuple[Any, str]:
+        return self._model.build(self._bank, self._state, self.seed)
+
+    def _install(self, state: Any, kind: str | None) -> None:
+        """Prepare and commit a state outside :meth:`refresh` (construction); errors propagate."""
+        self._commit(state, self._model.prepare(state, self._bank, self._spare), kind)
+
+    def _commit(self, state: Any, prepared: Any, kind: str | None) -> None:
+        self._spare, self._prepared, self._state = self._prepared, prepared, state
+        self._version += 1
+        self._bank.dirty[:] = False
+        self.stats["refreshes"] += 1
+        if kind is not None:
+            self.stats[f"{kind}_refreshes"] += 1
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, *, include_bank: bool = True) -> dict[str, Any]:
+        """Everything needed to resume mid-epoch and to keep refreshing identically.
+
+        Args:
+            include_bank: store the embedding bank (needed for identical future refreshes; it is
+                ``N x d`` and moved to CPU). Without it the restored sampler keeps the graph and the
+                plan, and builds again only once every row has been passed to :meth:`update` anew.
+
+        Example:
+            >>> from graphbatch import RWRBatchSampler
+            >>> s = RWRBatchSampler(20, 4, k=3, candidates=19)
+            >>> it = iter(s); first = [next(it) for _ in range(2)]
+            >>> t = RWRBatchSampler(20, 4, k=3, candidates=19); t.load_state_dict(s.state_dict())
+            >>> list(t) == list(it)
+            True
+        """
+        bank = self._bank
+        return {
+            "format": type(self).__name__, "version": STATE_VERSION,
+            "num_nodes": self.num_nodes, "batch_size": self.batch_size, "drop_last": self.drop_last,
+            "seed": self.seed, "num_replicas": self.num_replicas, "rank": self.rank,
+            "epoch": self._epoch, "next_epoch": self._next_epoch, "in_progress": self._in_progress,
+            "yielded": self._yielded, "step": self._step, "last_refresh_step": self._last_refresh_step,
+            "plan": None if self._plan_arr is None else torch.from_numpy(self._plan_arr.copy()),
+            "plan_version": self._plan_version, "model_version": self._version,
+            "model": self._model.state_dict(self._state) if self._state is not None else None,
+            "bank": None if (bank.rows is None or not include_bank) else bank.rows.detach().cpu().clone(),
+            "seen": torch.from_numpy(bank.seen.copy()), "dirty": torch.from_numpy(bank.dirty.copy()),
+            "stats": dict(self.stats),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the next pass continues the interrupted epoch.
+
+        Raises:
+            ValueError: the state comes from a sampler of another kind or configuration.
+        """
+        if not isinstance(state, dict) or state.get("format") != type(self).__name__:
+            raise ValueError(f"state must be a state_dict of a {type(self).__name__}, got "
+                             f"{state.get('format') if isinstance(state, dict) else type(state).__name__}")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state has version {state.get('version')}, expected {STATE_VERSION}")
+        for key in ("num_nodes", "batch_size", "drop_last", "num_replicas", "rank"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"state was saved with {key}={state[key]}, this sampler has "
+                                 f"{key}={getattr(self, key)}")
+        self.seed = state["seed"]
+        self._epoch, self._next_epoch = state["epoch"], state["next_epoch"]
+        self._in_progress, self._yielded = state["in_progress"], state["yielded"]
+        self._step, self._last_refresh_step = state["step"], state["last_refresh_step"]
+        self._plan_arr = None if state["plan"] is None else state["plan"].numpy().astype(np.int64)
+        self._plan_list = None
+        self._plan_version, self._version = state["plan_version"], state["model_version"]
+        bank = self._bank
+        bank.seen = state["seen"].numpy().copy()
+        bank.dirty = state["dirty"].numpy().copy()
+        if state["bank"] is not None:
+            dev = bank.rows.device if bank.rows is not None else "cpu"
+            bank.rows = state["bank"].to(dev).clone()
+        elif self.learns:  # saved without the bank: it must be filled again by update()
+            bank.forget()
+        self._state = None
+        if state["model"] is not None:
+            dev = bank.rows.device if bank.rows is not None else torch.device("cpu")
+            self._state = self._model.load_state(state["model"], dev)
+            self._prepared = self._model.prepare(self._state, bank, self._spare)
+        self.stats = dict(state["stats"])
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(num_nodes={self.num_nodes}, batch_size={self.batch_size}, "
+                f"drop_last={self.drop_last}, seed={self.seed}, num_replicas={self.num_replicas}, "
+                f"rank={self.rank})")

