@@ -1,0 +1,216 @@
+"""``build_proximity_graph`` and ``neighbor_table``: argument checks and dispatch to the builders.
+
+Each instance (the *anchor*) links to its top-``k`` most similar instances, chosen among
+``candidates`` random instances (``method="candidates"``, the BatchSampler paper's
+construction, :mod:`.candidates`), among all instances (``"exact"``, :mod:`.exact`) or by
+NN-descent (``"nndescent"``, :mod:`.nndescent`). Edge values are the similarity scores
+(:mod:`.scoring`), so they may be negative and are *not* probabilities.
+
+Ties: the ``k`` best are picked by :func:`torch.topk`; among candidates with *exactly* equal
+scores the choice is implementation-defined (it may differ between CPU and CUDA). With
+continuous embeddings ties have probability 0.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+import torch
+
+from .._validation import as_float_matrix, as_index_tensor, check_bool, check_choice, check_device, check_int, \
+    check_seed
+from ..graph import ProximityGraph
+from ..graph.convert import table_to_csr
+from .candidates import block_size_for, candidates_table
+from .exact import exact_table
+from .nndescent import nndescent_table
+from .scoring import Scorer
+
+__all__ = ["build_proximity_graph", "neighbor_table", "BuildArgs", "METHODS", "METRICS", "DEFAULT_CHUNK_SIZE"]
+
+METHODS = ("candidates", "exact", "nndescent")
+METRICS = ("cosine", "ip", "euclidean")
+#: Largest number of similarity scores held at once by ``method="exact"`` (64 MiB of float32).
+DEFAULT_CHUNK_SIZE = 1 << 24
+
+Device = Union[str, torch.device, None]
+
+
+class BuildArgs:
+    """Validated arguments shared by :func:`build_proximity_graph` and :func:`neighbor_table`."""
+
+    __slots__ = ("x", "n", "k", "m", "method", "metric", "seed", "self_loops", "device",
+                 "progress", "block_size", "chunk_size")
+
+    def __init__(self, embeddings: Any, k: Any, candidates: Any, method: Any, metric: Any, seed: Any,
+                 self_loops: Any, device: Device, progress: Any, block_size: Any, chunk_size: Any) -> None:
+        self.method = check_choice("method", method, METHODS)
+        self.metric = check_choice("metric", metric, METRICS)
+        x = as_float_matrix("embeddings", embeddings)
+        n = int(x.shape[0])
+        if n < 2:
+            raise ValueError(f"embeddings must have at least 2 rows to link anything, got shape {tuple(x.shape)}")
+        self.k = check_int("k", k, low=1, high=n - 1)
+        if candidates is None:
+            self.m = None
+        else:
+            m = check_int("candidates", candidates, low=1)
+            if m < self.k:
+                raise ValueError(f"candidates must be >= k={self.k} (each anchor keeps its top-k of them), got {m}")
+            self.m = m
+        self.seed = check_seed("seed", seed, allow_none=True)
+        self.self_loops = check_bool("self_loops", self_loops)
+        self.progress = check_bool("progress", progress)
+        self.block_size = block_size_for(block_size, self.m)
+        self.chunk_size = check_int("chunk_size", chunk_size, low=1)
+        self.device = check_device("device", device, default=x.device)
+        self.n, self.x = n, x
+
+
+_TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nndescent_table}
+
+
+@torch.no_grad()
+def _table(a: BuildArgs, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    sc = Scorer(a.x, a.metric, a.device)
+    method = a.method
+    if method == "candidates" and (a.m is None or a.m >= a.n - 1):
+        method = "exact"  # every other node is a candidate
+    return _TABLES[method](sc, a, rows)
+
+
+def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, method: str = "candidates",
+                   metric: str = "cosine", seed: int | None = None, rows: Any = None,
+                   self_loops: bool = False, device: Device = None, progress: bool = False,
+                   block_size: int | None = None,
+                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` neighbour table of the anchor ``rows`` (default: all rows).
+
+    Same arguments and semantics as :func:`build_proximity_graph`; for a fixed
+    ``seed``, ``neighbor_table(..., rows=r)`` equals the rows ``r`` of the full
+    table (the candidate draw is made for all anchors, only the requested ones are
+    scored), which is what incremental graph refresh needs: the same neighbours,
+    with scores equal up to float rounding (a matrix product over fewer rows may
+    round differently, which can swap two neighbours whose scores tie to ~1e-7).
+
+    Args:
+        embeddings: ``(N, d)`` torch tensor or numpy array.
+        k: neighbours per anchor, ``1 <= k <= N - 1``.
+        candidates: ``M`` random candidates per anchor (``None`` or ``M >= N - 1``: exact kNN).
+        method: ``"candidates"``, ``"exact"`` or ``"nndescent"``.
+        metric: ``"cosine"``, ``"ip"`` or ``"euclidean"``.
+        seed: seed of the candidate draw / nndescent (non-negative int) or ``None``.
+        rows: anchor rows (1-D ints, duplicates allowed), default all ``N``.
+        self_loops: allow an anchor to be its own neighbour.
+        device: compute (and return) on this device; default the embeddings' device.
+        progress: show a tqdm progress bar.
+        block_size: anchors sharing one candidate pool (``method="candidates"``);
+            ``None``: ``(M + 1) // 16``, clipped to ``[1, 1024]``.
+        chunk_size: most scores held at once (``method="exact"``).
+
+    Returns:
+        ``(index, scores)``: LongTensor ``(R, k)`` of neighbour ids and their
+        similarity scores ``(R, k)``, each row sorted by decreasing score. With
+        ``method="nndescent"`` an id of ``-1`` (score 0) marks a neighbour
+        pynndescent failed to find (rare).
+
+    Raises:
+        ValueError, TypeError: a bad argument (the message names it).
+
+    Example:
+        >>> import torch
+        >>> from graphbatch import neighbor_table
+        >>> x = torch.randn(500, 8)
+        >>> idx, sc = neighbor_table(x, 5, candidates=100, seed=1, rows=[3, 7])
+        >>> idx.shape, sc.shape
+        (torch.Size([2, 5]), torch.Size([2, 5]))
+        >>> full, _ = neighbor_table(x, 5, candidates=100, seed=1)
+        >>> torch.equal(full[[3, 7]], idx)
+        True
+    """
+    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size)
+    if rows is None:
+        return _table(a, None)
+    r = as_index_tensor("rows", rows, num_nodes=a.n, device=a.device, allow_empty=True)
+    uniq, inverse = torch.unique(r, return_inverse=True)
+    idx, val = _table(a, uniq)
+    return idx[inverse], val[inverse]
+
+
+def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = None,
+                          method: str = "candidates", metric: str = "cosine", seed: int | None = None,
+                          self_loops: bool = False, device: Device = None, progress: bool = False,
+                          block_size: int | None = None,
+                          chunk_size: int = DEFAULT_CHUNK_SIZE) -> ProximityGraph:
+    """Link every instance to its top-``k`` most similar instances.
+
+    ``method="candidates"`` (the BatchSampler construction): each anchor keeps
+    its top-``k`` among ``M = candidates`` random other instances; small ``M``
+    gives easier, more diverse neighbours (fewer false negatives), large ``M``
+    harder ones; ``M >= N - 1`` or ``None`` is exact kNN. The draw is described
+    in :func:`~graphbatch.build.draw_candidates` (anchors shuffled into blocks of
+    ``block_size`` sharing one pool of ``M + 1`` distinct nodes; each anchor sees
+    exactly ``M`` distinct other nodes, uniformly at random). The work is one
+    ``(block_size x d) @ (d x (M + 1))`` matrix product per block (batched over
+    several blocks) and a row-wise ``topk``: ``2 N (M + 1) d`` flops, no
+    ``N x M`` intermediate.
+
+    ``method="exact"``: exact kNN over all other instances by chunked matrix
+    products and a running ``topk`` (at most ``chunk_size`` scores in memory).
+
+    ``method="nndescent"``: approximate kNN by pynndescent on CPU (numba; the
+    first call in a process spends seconds compiling). ``"ip"`` is reduced to a
+    Euclidean search on augmented vectors. The neighbours' scores are recomputed
+    exactly in ``metric``. ``candidates`` is ignored by ``"exact"`` and ``"nndescent"``.
+
+    Self-loops are excluded unless ``self_loops=True`` (then the anchor is always
+    one of its own candidates, and usually its own top neighbour for cosine).
+
+    Args:
+        embeddings: ``(N, d)`` torch tensor or numpy array, finite values.
+        k: out-degree, ``1 <= k <= N - 1``.
+        candidates: ``M`` random candidates per anchor, ``M >= k``; ``None`` = all.
+        method: ``"candidates"``, ``"exact"`` or ``"nndescent"``.
+        metric: ``"cosine"``, ``"ip"`` (inner product) or ``"euclidean"``
+            (edge value ``-|x - y|^2``).
+        seed: non-negative int; the same seed gives the same graph (the draw uses
+            its own :class:`torch.Generator`, never the global RNG). ``None``: fresh.
+        self_loops: allow an anchor to link to itself.
+        device: compute on (and return the graph on) this device; default the
+            embeddings' device.
+        progress: show a tqdm progress bar.
+        block_size: anchors sharing a candidate pool (``method="candidates"``);
+            ``None``: ``(M + 1) // 16``, clipped to ``[1, 1024]`` (larger blocks grow
+            in-degree hubs, see :func:`~graphbatch.build.draw_candidates`).
+        chunk_size: most similarity scores held at once (``method="exact"``).
+
+    Returns:
+        :class:`~graphbatch.ProximityGraph` with ``k`` out-edges per node (fewer
+        only where nndescent found fewer), edge values = similarity scores.
+
+    Raises:
+        ValueError: NaN/inf or empty embeddings, non-2-D input, ``k`` outside
+            ``[1, N - 1]``, ``candidates < k``, unknown ``method``/``metric``, bad rows.
+        TypeError: an argument of the wrong type.
+        graphbatch.backend.MissingDependencyError: pynndescent missing for ``"nndescent"``.
+
+    Example:
+        >>> import torch
+        >>> from graphbatch import build_proximity_graph
+        >>> x = torch.randn(2000, 32)
+        >>> g = build_proximity_graph(x, 20, candidates=500, seed=0)
+        >>> g.nnz
+        40000
+        >>> exact = build_proximity_graph(x, 20, method="exact")
+        >>> exact.values.mean() > g.values.mean()  # exact neighbours are closer
+        tensor(True)
+    """
+    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size)
+    idx, val = _table(a, None)
+    return _graph_from_table(idx, val, a.n)
+
+
+def _graph_from_table(idx: torch.Tensor, val: torch.Tensor, n: int) -> ProximityGraph:
+    direct = table_to_csr(idx, val, n)  # rows of distinct ids: canonical CSR by one sort within rows
+    if direct is not None:
+        return ProximityGraph._wrap(*direct, n)
+    return ProximityGraph.from_neighbors(idx, val, num_nodes=n)

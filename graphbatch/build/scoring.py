@@ -1,0 +1,85 @@
+"""Similarity scoring for the graph builders: embeddings prepared once per metric, and a fast row-wise top-k.
+
+Similarities (``metric``): ``"cosine"`` ``<x/|x|, y/|y|>`` (rows normalised once; an
+all-zero row has similarity 0 to everything), ``"ip"`` the inner product, ``"euclidean"``
+the negative squared distance ``-|x - y|^2``. Scores are computed in float32 (float64 for
+float64 embeddings; float16/bfloat16 inputs in float32) by matrix products on the chosen device.
+
+Example:
+    >>> import torch
+    >>> from graphbatch.build.scoring import Scorer, topk_rows
+    >>> sc = Scorer(torch.eye(3), "cosine", torch.device("cpu"))
+    >>> topk_rows(sc.scores(sc.x, sc.x), 1)[1].view(-1).tolist()
+    [0, 1, 2]
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["Scorer", "topk_rows", "GROUP", "NEG_INF", "progress_bar"]
+
+NEG_INF = float("-inf")
+GROUP = 8  # group width of the two-stage top-k
+
+
+class Scorer:
+    """Embeddings prepared once for a metric: rows normalised for cosine, squared norms for euclidean."""
+
+    def __init__(self, x: torch.Tensor, metric: str, device: torch.device) -> None:
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        x = x.detach().to(device=device, dtype=dtype)
+        self.metric = metric
+        self.sq: torch.Tensor | None = None
+        if metric == "cosine":
+            x = torch.nn.functional.normalize(x, dim=1)
+        elif metric == "euclidean":
+            self.sq = (x * x).sum(1)
+        self.x = x.contiguous()
+
+    def scores(self, a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,
+               b_sq: torch.Tensor | None = None) -> torch.Tensor:
+        """Similarity matrix ``(len(a), len(b))`` of prepared rows ``a`` and ``b``."""
+        s = torch.mm(a, b.t())
+        if self.metric == "euclidean":
+            # -|a-b|^2 = 2<a,b> - |a|^2 - |b|^2, clamped at 0 against rounding.
+            s.mul_(2.0).sub_(a_sq.unsqueeze(1)).sub_(b_sq.unsqueeze(0)).clamp_(max=0.0)
+        return s
+
+    def self_scores(self, idx: torch.Tensor) -> torch.Tensor:
+        """Similarity of each row in ``idx`` with itself."""
+        if self.metric == "euclidean":
+            return torch.zeros(idx.numel(), dtype=self.x.dtype, device=self.x.device)
+        a = self.x.index_select(0, idx)
+        return (a * a).sum(1)
+
+
+def topk_rows(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise ``torch.topk(s, k)`` (sorted, descending), about 2x faster for wide rows on CPU.
+
+    Two stages: split each row's ``w`` columns into ``w / GROUP`` groups (group
+    ``j`` = columns ``j, j + w/GROUP, ...``, so the maxima are element-wise maxima
+    of contiguous slices), keep the ``k`` groups with the largest maxima, then
+    ``topk`` over those ``k * GROUP`` values only. The ``k`` largest values of a
+    row all lie in those groups (a value outside them is below ``k`` group maxima,
+    hence below ``k`` values), so the result is the same as a plain ``topk`` (up
+    to the order of exact ties). Used when the width is a multiple of ``GROUP``
+    and at least ``4 * k * GROUP``; otherwise plain ``torch.topk``.
+    """
+    rows, width = s.shape
+    if s.device.type != "cpu" or width % GROUP or width < 4 * k * GROUP:
+        return torch.topk(s, k, dim=1)  # CUDA's radix-select topk needs no help
+    n_groups = width // GROUP
+    groups = s.view(rows, GROUP, n_groups).amax(dim=1)
+    top_groups = torch.topk(groups, k, dim=1, sorted=False).indices
+    cols = (top_groups.unsqueeze(2)
+            + torch.arange(0, width, n_groups, device=s.device)).view(rows, k * GROUP)
+    val, pos = torch.topk(torch.gather(s, 1, cols), k, dim=1)
+    return val, torch.gather(cols, 1, pos)
+
+
+def progress_bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="block")
