@@ -16,8 +16,15 @@ from typing import Any, Union
 
 import torch
 
-from .._validation import as_float_matrix, as_index_tensor, check_bool, check_choice, check_device, check_int, \
-    check_seed
+from .._validation import (
+    as_float_matrix,
+    as_index_tensor,
+    check_bool,
+    check_choice,
+    check_device,
+    check_int,
+    check_seed,
+)
 from ..graph import ProximityGraph
 from ..graph.convert import table_to_csr
 from .candidates import block_size_for, candidates_table

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Union
 
 import torch
 
@@ -27,6 +27,8 @@ __all__ = ["draw_candidates", "candidates_table", "block_size_for", "BLOCK_DIVIS
 #: ``benchmarks/RESULTS.md`` (section 1): at this ratio the in-degree distribution (max, Gini,
 #: top-1% share) matches per-anchor pools; 4x larger blocks start to grow hubs.
 BLOCK_DIVISOR = 16
+
+Device = Union[str, torch.device, None]
 
 
 def _num_blocks(n: int, block_size: int) -> int:
