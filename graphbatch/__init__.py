@@ -14,7 +14,7 @@ Example:
     >>> sorted(sum(list(s), [])) == list(range(100))
     True
 """
-from . import backend
+from . import backend, losses
 from .adapters import (
     GraphDataset,
     ImageDataset,
@@ -26,12 +26,13 @@ from .adapters import (
     make_loader,
 )
 from .build import build_proximity_graph, draw_candidates, neighbor_table
-from .evaluation import batch_hardness, compare_samplers, epoch_summary
+from .evaluation import batch_hardness, compare_samplers, epoch_summary, tune
 from .graph import ProximityGraph
 from .samplers import (
     BandwidthBatchSampler,
     ClusterBatchSampler,
     KNNBatchSampler,
+    MetisBatchSampler,
     RandomBatchSampler,
     RWRBatchSampler,
     linear_decay,
@@ -52,6 +53,7 @@ __all__ = [
     "KNNBatchSampler",
     "ClusterBatchSampler",
     "BandwidthBatchSampler",
+    "MetisBatchSampler",
     "RWRInfo",
     "rwr",
     "rwr_truncated",
@@ -60,6 +62,8 @@ __all__ = [
     "batch_hardness",
     "epoch_summary",
     "compare_samplers",
+    "tune",
+    "losses",
     "augment",
     "ImageDataset",
     "SentenceDataset",

@@ -23,6 +23,7 @@ from .._validation import (
     check_choice,
     check_device,
     check_int,
+    check_real,
     check_seed,
 )
 from ..graph import ProximityGraph
@@ -46,23 +47,27 @@ class BuildArgs:
     """Validated arguments shared by :func:`build_proximity_graph` and :func:`neighbor_table`."""
 
     __slots__ = ("x", "n", "k", "m", "method", "metric", "seed", "self_loops", "device",
-                 "progress", "block_size", "chunk_size")
+                 "progress", "block_size", "chunk_size", "skip", "ceiling")
 
     def __init__(self, embeddings: Any, k: Any, candidates: Any, method: Any, metric: Any, seed: Any,
-                 self_loops: Any, device: Device, progress: Any, block_size: Any, chunk_size: Any) -> None:
+                 self_loops: Any, device: Device, progress: Any, block_size: Any, chunk_size: Any,
+                 skip: Any = 0, margin: Any = None, positive_scores: Any = None) -> None:
         self.method = check_choice("method", method, METHODS)
         self.metric = check_choice("metric", metric, METRICS)
         x = as_float_matrix("embeddings", embeddings)
         n = int(x.shape[0])
         if n < 2:
             raise ValueError(f"embeddings must have at least 2 rows to link anything, got shape {tuple(x.shape)}")
-        self.k = check_int("k", k, low=1, high=n - 1)
+        k = check_int("k", k, low=1, high=n - 1)
+        self.skip = check_int("skip", skip, low=0, high=n - 1 - k)
+        self.k = k + self.skip  # the tables select k + skip and drop the first skip (the rank window)
         if candidates is None:
             self.m = None
         else:
             m = check_int("candidates", candidates, low=1)
             if m < self.k:
-                raise ValueError(f"candidates must be >= k={self.k} (each anchor keeps its top-k of them), got {m}")
+                need = f"k + skip = {k} + {self.skip}" if self.skip else f"k={k}"
+                raise ValueError(f"candidates must be >= {need} (each anchor keeps its top-k of them), got {m}")
             self.m = m
         self.seed = check_seed("seed", seed, allow_none=True)
         self.self_loops = check_bool("self_loops", self_loops)
@@ -71,6 +76,22 @@ class BuildArgs:
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
         self.device = check_device("device", device, default=x.device)
         self.n, self.x = n, x
+        self.ceiling = _ceiling(margin, positive_scores, n)
+
+
+def _ceiling(margin: Any, positive_scores: Any, n: int) -> float | torch.Tensor | None:
+    """The similarity ceiling: ``margin`` itself, or ``margin * positive_scores`` per anchor."""
+    if margin is None:
+        if positive_scores is not None:
+            raise ValueError("positive_scores needs margin= (the fraction of each anchor's positive score kept)")
+        return None
+    margin = check_real("margin", margin)
+    if positive_scores is None:
+        return margin
+    pos = as_float_matrix("positive_scores", torch.as_tensor(positive_scores).reshape(-1, 1)).reshape(-1)
+    if pos.numel() != n:
+        raise ValueError(f"positive_scores must have one score per row ({n}), got {pos.numel()}")
+    return margin * pos
 
 
 _TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nndescent_table}
@@ -78,18 +99,25 @@ _TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nn
 
 @torch.no_grad()
 def _table(a: BuildArgs, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    sc = Scorer(a.x, a.metric, a.device)
+    sc = Scorer(a.x, a.metric, a.device, a.ceiling)
     method = a.method
     if method == "candidates" and (a.m is None or a.m >= a.n - 1):
         method = "exact"  # every other node is a candidate
-    return _TABLES[method](sc, a, rows)
+    idx, val = _TABLES[method](sc, a, rows)
+    if a.skip:  # the rank window: drop each anchor's `skip` most similar candidates
+        idx, val = idx[:, a.skip:].contiguous(), val[:, a.skip:].contiguous()
+    if a.ceiling is not None:  # slots the ceiling emptied
+        gone = torch.isinf(val)
+        idx, val = idx.masked_fill(gone, -1), val.masked_fill(gone, 0.0)
+    return idx, val
 
 
 def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, method: str = "candidates",
                    metric: str = "cosine", seed: int | None = None, rows: Any = None,
                    self_loops: bool = False, device: Device = None, progress: bool = False,
-                   block_size: int | None = None,
-                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+                   block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
+                   margin: float | None = None,
+                   positive_scores: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` neighbour table of the anchor ``rows`` (default: all rows).
 
     Same arguments and semantics as :func:`build_proximity_graph`; for a fixed
@@ -113,12 +141,13 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
         block_size: anchors sharing one candidate pool (``method="candidates"``);
             ``None``: ``(M + 1) // 16``, clipped to ``[1, 1024]``.
         chunk_size: most scores held at once (``method="exact"``).
+        skip, margin, positive_scores: the false-negative controls of :func:`build_proximity_graph`.
 
     Returns:
         ``(index, scores)``: LongTensor ``(R, k)`` of neighbour ids and their
-        similarity scores ``(R, k)``, each row sorted by decreasing score. With
-        ``method="nndescent"`` an id of ``-1`` (score 0) marks a neighbour
-        pynndescent failed to find (rare).
+        similarity scores ``(R, k)``, each row sorted by decreasing score. An id of
+        ``-1`` (score 0) marks an empty slot: a neighbour pynndescent failed to find
+        (rare), or fewer than ``k`` candidates under the ``margin`` ceiling.
 
     Raises:
         ValueError, TypeError: a bad argument (the message names it).
@@ -134,7 +163,8 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
         >>> torch.equal(full[[3, 7]], idx)
         True
     """
-    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size)
+    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
+                  skip, margin, positive_scores)
     if rows is None:
         return _table(a, None)
     r = as_index_tensor("rows", rows, num_nodes=a.n, device=a.device, allow_empty=True)
@@ -146,8 +176,9 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
 def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = None,
                           method: str = "candidates", metric: str = "cosine", seed: int | None = None,
                           self_loops: bool = False, device: Device = None, progress: bool = False,
-                          block_size: int | None = None,
-                          chunk_size: int = DEFAULT_CHUNK_SIZE) -> ProximityGraph:
+                          block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
+                          mutual: bool = False, margin: float | None = None,
+                          positive_scores: Any = None) -> ProximityGraph:
     """Link every instance to its top-``k`` most similar instances.
 
     ``method="candidates"`` (the BatchSampler construction): each anchor keeps
@@ -172,6 +203,14 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
     Self-loops are excluded unless ``self_loops=True`` (then the anchor is always
     one of its own candidates, and usually its own top neighbour for cosine).
 
+    False-negative controls (composable with every method): ``skip`` drops each anchor's
+    ``skip`` most similar candidates before taking its top-``k`` (B3's rank window: the
+    nearest are the likeliest false negatives), so an anchor links to its candidates of rank
+    ``skip + 1 .. skip + k``; ``margin`` drops every candidate more similar than ``margin``
+    (an absolute ceiling), or than ``margin * positive_scores[i]`` for anchor ``i`` when the
+    similarity of each anchor to its own positive view is given (NV-Retriever's
+    positive-aware mining); ``mutual=True`` keeps only the edges present in both directions.
+
     Args:
         embeddings: ``(N, d)`` torch tensor or numpy array, finite values.
         k: out-degree, ``1 <= k <= N - 1``.
@@ -189,10 +228,15 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
             ``None``: ``(M + 1) // 16``, clipped to ``[1, 1024]`` (larger blocks grow
             in-degree hubs, see :func:`~graphbatch.build.draw_candidates`).
         chunk_size: most similarity scores held at once (``method="exact"``).
+        skip: candidates of the top ranks left out, per anchor (``k + skip <= candidates``).
+        mutual: keep only edges present in both directions (weight: the smaller score).
+        margin: similarity ceiling (absolute, or a fraction of ``positive_scores``).
+        positive_scores: ``(N,)`` similarity of each anchor to its positive (with ``margin``).
 
     Returns:
         :class:`~graphbatch.ProximityGraph` with ``k`` out-edges per node (fewer
-        only where nndescent found fewer), edge values = similarity scores.
+        where nndescent found fewer, the margin left fewer, or ``mutual`` dropped some),
+        edge values = similarity scores.
 
     Raises:
         ValueError: NaN/inf or empty embeddings, non-2-D input, ``k`` outside
@@ -211,9 +255,12 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         >>> exact.values.mean() > g.values.mean()  # exact neighbours are closer
         tensor(True)
     """
-    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size)
+    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
+                  skip, margin, positive_scores)
+    mutual = check_bool("mutual", mutual)
     idx, val = _table(a, None)
-    return _graph_from_table(idx, val, a.n)
+    graph = _graph_from_table(idx, val, a.n)
+    return graph.mutual() if mutual else graph
 
 
 def _graph_from_table(idx: torch.Tensor, val: torch.Tensor, n: int) -> ProximityGraph:

@@ -236,6 +236,7 @@ def candidates_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[tor
             base, dest = base[keep], dest[keep]
         ar = torch.arange(s.shape[0], device=dev)
         s[ar, flat_slot] = sc.self_scores(flat_anchors) if a.self_loops else NEG_INF
+        sc.cap_(s, flat_anchors)
         val, col = topk_rows(s, k)
         idx = pools.reshape(-1)[base.unsqueeze(1) + col]
         if a.self_loops:

@@ -52,6 +52,7 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
                 inside = (anchors >= c0) & (anchors < c1)
                 ri = inside.nonzero().squeeze(1)
                 s[ri, anchors[ri] - c0] = NEG_INF
+            sc.cap_(s, anchors)
             v, i = topk_rows(s, min(k, c1 - c0))
             i += c0
             if best_v is None:

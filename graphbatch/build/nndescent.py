@@ -62,7 +62,7 @@ def nndescent_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torc
     val = torch.einsum("rd,rkd->rk", xa, xb)
     if a.metric == "euclidean":
         val = (2.0 * val - sc.sq[anc].unsqueeze(1) - sc.sq[safe]).clamp(max=0.0)
-    val = val.masked_fill(missing, NEG_INF)
+    val = sc.cap_(val.masked_fill(missing, NEG_INF), anc)
     val, order = torch.sort(val, dim=1, descending=True)
     idx = torch.gather(idx, 1, order)
     val = val.masked_fill(idx < 0, 0.0)

@@ -25,10 +25,13 @@ GROUP = 8  # group width of the two-stage top-k
 class Scorer:
     """Embeddings prepared once for a metric: rows normalised for cosine, squared norms for euclidean."""
 
-    def __init__(self, x: torch.Tensor, metric: str, device: torch.device) -> None:
+    def __init__(self, x: torch.Tensor, metric: str, device: torch.device,
+                 ceiling: float | torch.Tensor | None = None) -> None:
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         x = x.detach().to(device=device, dtype=dtype)
         self.metric = metric
+        # similarity ceiling (``margin``): a number, or one per anchor; candidates above it are dropped
+        self.ceiling = ceiling.to(device=device, dtype=dtype) if isinstance(ceiling, torch.Tensor) else ceiling
         self.sq: torch.Tensor | None = None
         if metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
@@ -44,6 +47,13 @@ class Scorer:
             # -|a-b|^2 = 2<a,b> - |a|^2 - |b|^2, clamped at 0 against rounding.
             s.mul_(2.0).sub_(a_sq.unsqueeze(1)).sub_(b_sq.unsqueeze(0)).clamp_(max=0.0)
         return s
+
+    def cap_(self, s: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """Mask (in place) the scores of the block ``s`` (one row per anchor) above the ceiling."""
+        if self.ceiling is None:
+            return s
+        thr = self.ceiling[anchors].unsqueeze(1) if isinstance(self.ceiling, torch.Tensor) else self.ceiling
+        return s.masked_fill_(s > thr, NEG_INF)
 
     def self_scores(self, idx: torch.Tensor) -> torch.Tensor:
         """Similarity of each row in ``idx`` with itself."""

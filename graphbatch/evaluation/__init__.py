@@ -5,6 +5,7 @@
 * :mod:`.compare` -- :func:`compare_samplers` over a grid of samplers on the same embeddings;
 * :mod:`.plots` -- matplotlib figures of a comparison (headless);
 * :mod:`.report` -- the ``graphbatch demo`` / ``analyze`` report written to a folder;
+* :mod:`.tune` -- :func:`tune`: the sampler setting nearest a target hardness with the fewest false negatives;
 * :mod:`.table` -- :class:`Table`, the small column table the results come in.
 
 Example:
@@ -18,6 +19,7 @@ Example:
 from .compare import SamplerSpec, compare_samplers, default_sampler_grid
 from .hardness import HARDNESS_COLUMNS, batch_hardness, epoch_summary, global_mean_cosine, random_batch_reference
 from .table import Table
+from .tune import TuneResult, tune
 
 __all__ = ["Table", "batch_hardness", "epoch_summary", "global_mean_cosine", "random_batch_reference",
-           "HARDNESS_COLUMNS", "SamplerSpec", "default_sampler_grid", "compare_samplers"]
+           "HARDNESS_COLUMNS", "SamplerSpec", "default_sampler_grid", "compare_samplers", "tune", "TuneResult"]

@@ -61,13 +61,32 @@ def uniform(state):
 
 # ============================================================================ guard and claims
 @_jit
-def admissible(v, out, bstart, pos, guard, bid):
-    """May node ``v`` join the batch ``out[bstart:pos]`` (id ``bid``) under the false-negative guard?"""
-    labels, stamp, gemb, max_sim, _ = guard
-    if labels.shape[0] > 0:
-        lab = labels[v]
-        if lab >= 0 and stamp[lab] == bid:
-            return False
+def _count_group(groups, v, out, bstart, pos, cap):
+    """Whether the batch ``out[bstart:pos]`` already holds ``cap`` members of ``v``'s group (-1: none)."""
+    g = groups[v]
+    if g < 0:
+        return False
+    c = 0
+    for t in range(bstart, pos):
+        if groups[out[t]] == g:
+            c += 1
+            if c >= cap:
+                return True
+    return False
+
+
+@_jit
+def admissible(v, out, bstart, pos, guard):
+    """May node ``v`` join the batch ``out[bstart:pos]`` under the false-negative guard?
+
+    Refused when the batch already holds a member of ``v``'s group, ``cap`` members of its
+    community, or a member more similar to it than ``max_sim``.
+    """
+    labels, comm, cap, gemb, max_sim, _ = guard
+    if labels.shape[0] > 0 and _count_group(labels, v, out, bstart, pos, 1):
+        return False
+    if comm.shape[0] > 0 and _count_group(comm, v, out, bstart, pos, cap):
+        return False
     if gemb.shape[0] > 0:
         d = gemb.shape[1]
         for t in range(bstart, pos):
@@ -81,34 +100,29 @@ def admissible(v, out, bstart, pos, guard, bid):
 
 
 @_jit
-def claim(v, out, pos, used, guard, bid):
-    """Put ``v`` at ``out[pos]``, mark it used (and its group for batch ``bid``); return ``pos + 1``."""
-    labels, stamp = guard[0], guard[1]
+def claim(v, out, pos, used):
+    """Put ``v`` at ``out[pos]`` and mark it used; return ``pos + 1``."""
     used[v] = True
     out[pos] = v
-    if labels.shape[0] > 0:
-        lab = labels[v]
-        if lab >= 0:
-            stamp[lab] = bid
     return pos + 1
 
 
 @_jit
-def scan_row(b, e, off, col, used, out, bstart, pos, guard, bid):
+def scan_row(b, e, off, col, used, out, bstart, pos, guard):
     """First unused, admissible node of the row ``col[b:b + e]`` scanned from ``off`` (wrapping); -1 if none."""
     for t in range(b + off, b + e):
         v = col[t]
-        if not used[v] and admissible(v, out, bstart, pos, guard, bid):
+        if not used[v] and admissible(v, out, bstart, pos, guard):
             return v
     for t in range(b, b + off):
         v = col[t]
-        if not used[v] and admissible(v, out, bstart, pos, guard, bid):
+        if not used[v] and admissible(v, out, bstart, pos, guard):
             return v
     return -1
 
 
 @_jit
-def near(x, graph, used, state, out, bstart, pos, guard, bid):
+def near(x, graph, used, state, out, bstart, pos, guard):
     """An unused, admissible out-neighbour of ``x``, else one of up to ``HOPS2`` of its neighbours'; -1 if none.
 
     Each row is scanned from a random offset (wrapping around). The 2-hop rows belong to
@@ -119,7 +133,7 @@ def near(x, graph, used, state, out, bstart, pos, guard, bid):
     d = crow[x + 1] - a
     if d == 0:
         return -1
-    v = scan_row(a, d, randint(state, d), col, used, out, bstart, pos, guard, bid)
+    v = scan_row(a, d, randint(state, d), col, used, out, bstart, pos, guard)
     if v >= 0:
         return v
     for _h in range(min(HOPS2, d)):
@@ -128,21 +142,21 @@ def near(x, graph, used, state, out, bstart, pos, guard, bid):
         e = crow[y + 1] - b
         if e == 0:
             continue
-        v = scan_row(b, e, randint(state, e), col, used, out, bstart, pos, guard, bid)
+        v = scan_row(b, e, randint(state, e), col, used, out, bstart, pos, guard)
         if v >= 0:
             return v
     return -1
 
 
 @_jit
-def next_unused(order, used, out, bstart, pos, guard, bid):
+def next_unused(order, used, out, bstart, pos, guard):
     """Next unused node of the shuffled order that the guard admits (bounded scan).
 
     Returns ``(node, violated)``: ``violated`` when no admissible node was found among
     ``scan_limit`` unused candidates and the first unused one is returned (-1: none left).
     """
     perm, ptr = order[0], order[1]
-    scan_limit = guard[4]
+    scan_limit = guard[5]
     p = ptr[0]
     n = perm.shape[0]
     while p < n and used[perm[p]]:
@@ -155,7 +169,7 @@ def next_unused(order, used, out, bstart, pos, guard, bid):
     while q < n and seen < scan_limit:
         v = perm[q]
         if not used[v]:
-            if admissible(v, out, bstart, pos, guard, bid):
+            if admissible(v, out, bstart, pos, guard):
                 return v, False
             seen += 1
         q += 1
@@ -163,16 +177,16 @@ def next_unused(order, used, out, bstart, pos, guard, bid):
 
 
 @_jit
-def fallback(last, root, graph, used, order, out, bstart, pos, guard, bid, counters):
+def fallback(last, root, graph, used, order, out, bstart, pos, guard, counters):
     """The node a stalled batch continues from: near ``last``, near ``root``, else the next unused one."""
     state = order[2]
-    v = near(last, graph, used, state, out, bstart, pos, guard, bid)
+    v = near(last, graph, used, state, out, bstart, pos, guard)
     if v < 0 and root != last:
-        v = near(root, graph, used, state, out, bstart, pos, guard, bid)
+        v = near(root, graph, used, state, out, bstart, pos, guard)
     if v >= 0:
         counters[NEAR_JUMPS] += 1
         return v
-    v, viol = next_unused(order, used, out, bstart, pos, guard, bid)
+    v, viol = next_unused(order, used, out, bstart, pos, guard)
     counters[RANDOM_JUMPS] += 1
     if viol:
         counters[GUARD_VIOLATIONS] += 1
@@ -334,7 +348,7 @@ def push_many(crow, col, prob, dangling, seeds, p, eps, max_rounds, candidates, 
 
 # ============================================================================ planners
 @_jit
-def stall_jump(w, cur, walkers, batch, bid0, graph, used, order, out, guard, counters):
+def stall_jump(w, cur, walkers, batch, graph, used, order, out, guard, counters):
     """Walker ``w`` stalled at ``cur``: add a fallback node to its batch and restart from it there.
 
     Returns True when that completed the walker's batch.
@@ -342,9 +356,8 @@ def stall_jump(w, cur, walkers, batch, bid0, graph, used, order, out, guard, cou
     wj, wpos, wend, wroot, wcur, wstall = walkers
     pos = wpos[w]
     bstart = wj[w] * batch
-    bid = bid0 + wj[w]
-    v = fallback(cur, wroot[w], graph, used, order, out, bstart, pos, guard, bid, counters)
-    pos = claim(v, out, pos, used, guard, bid)
+    v = fallback(cur, wroot[w], graph, used, order, out, bstart, pos, guard, counters)
+    pos = claim(v, out, pos, used)
     wpos[w] = pos
     wroot[w] = v
     wcur[w] = v
@@ -353,22 +366,22 @@ def stall_jump(w, cur, walkers, batch, bid0, graph, used, order, out, guard, cou
 
 
 @_jit
-def walk_plan(graph, used, order, out, n_plan, batch, bid0, p_thr, stall_steps, guard, walkers, counters):
+def walk_plan(graph, used, order, out, n_plan, batch, p_thr, stall_steps, guard, walkers, counters):
     """Plan ``n_plan`` unused nodes into batches of ``batch`` by random walks with restart.
 
     Batch ``j`` fills ``out[j * batch : j * batch + size_j]``. ``walkers`` batches are
     built at once, one walk step each per round: their memory accesses are independent,
     so the CPU overlaps the cache misses of one walker with the others' (a single walk is
     latency-bound: each step's column load depends on the previous one). A node goes to
-    whichever walker reaches it first. With a group guard use one walker (the group
-    stamps are per batch). ``p_thr`` is the restart probability scaled to ``2**32``
+    whichever walker reaches it first (``walkers >= ceil(n_plan / batch)``: every batch at
+    once, in rounds). ``p_thr`` is the restart probability scaled to ``2**32``
     (restart when the low 32 bits of the step's random draw fall below it). With
     ``deg > 0`` (every row has ``deg`` entries) the row of ``x`` starts at ``x * deg`` and
     the step skips the row-pointer load (same draw, same move).
     """
     crow, col, deg = graph
     state = order[2]
-    labels, _, gemb, _, _ = guard
+    labels, comm, _, gemb, _, _ = guard
     nb = (n_plan + batch - 1) // batch
     nw = min(walkers, nb)
     wj = np.full(nw, -2, dtype=np.int64)  # batch of each walker (-2: wants one, -1: done)
@@ -380,7 +393,7 @@ def walk_plan(graph, used, order, out, n_plan, batch, bid0, p_thr, stall_steps, 
     ws = (wj, wpos, wend, wroot, wcur, wstall)
     wedge = np.zeros(nw, dtype=np.int64)
     live = np.zeros(nw, dtype=np.int64)  # walkers with an unfinished batch
-    guarded = labels.shape[0] > 0 or gemb.shape[0] > 0
+    guarded = labels.shape[0] > 0 or comm.shape[0] > 0 or gemb.shape[0] > 0
     udeg = np.uint64(max(deg, 0))
     lo32 = np.uint64(0xFFFFFFFF)
     s32 = np.uint64(32)
@@ -398,11 +411,10 @@ def walk_plan(graph, used, order, out, n_plan, batch, bid0, p_thr, stall_steps, 
                         j = next_j
                         next_j += 1
                         bstart = j * batch
-                        bid = bid0 + j
-                        seed, viol = next_unused(order, used, out, bstart, bstart, guard, bid)
+                        seed, viol = next_unused(order, used, out, bstart, bstart, guard)
                         wj[w] = j
                         wend[w] = min(bstart + batch, n_plan)
-                        wpos[w] = claim(seed, out, bstart, used, guard, bid)
+                        wpos[w] = claim(seed, out, bstart, used)
                         wroot[w] = seed
                         wcur[w] = seed
                         wstall[w] = 0
@@ -465,15 +477,14 @@ def walk_plan(graph, used, order, out, n_plan, batch, bid0, p_thr, stall_steps, 
                 if pos >= wend[w]:
                     refill = True
                 elif wstall[w] >= stall_steps:
-                    if stall_jump(w, cur, ws, batch, bid0, graph, used, order, out, guard, counters):
+                    if stall_jump(w, cur, ws, batch, graph, used, order, out, guard, counters):
                         refill = True
                 continue
             if not used[cur]:
                 pos = wpos[w]
                 bstart = wj[w] * batch
-                bid = bid0 + wj[w]
-                if admissible(cur, out, bstart, pos, guard, bid):
-                    pos = claim(cur, out, pos, used, guard, bid)
+                if admissible(cur, out, bstart, pos, guard):
+                    pos = claim(cur, out, pos, used)
                     wpos[w] = pos
                     wstall[w] = 0
                     if pos >= wend[w]:
@@ -482,60 +493,132 @@ def walk_plan(graph, used, order, out, n_plan, batch, bid0, p_thr, stall_steps, 
                 counters[GUARD_DEFERRALS] += 1
             wstall[w] += 1
             if wstall[w] >= stall_steps:
-                if stall_jump(w, cur, ws, batch, bid0, graph, used, order, out, guard, counters):
+                if stall_jump(w, cur, ws, batch, graph, used, order, out, guard, counters):
                     refill = True
     counters[STEPS] += steps
     return n_plan
 
 
 @_jit
-def fill_ranked(s, cand, score, sample, graph, used, order, out, bstart, pos, bend, guard, bid, counters):
+def rank(score, sample, state):
+    """Positions of ``score`` in the order candidates are taken: decreasing score (ties keep the given order),
+    or with ``sample`` a draw without replacement proportional to the score (Efraimidis-Spirakis keys
+    ``log(u) / score``; non-positive scores last)."""
+    m = score.shape[0]
+    keys = np.empty(m, dtype=np.float64)
+    for t in range(m):
+        w = np.float64(score[t])
+        if sample:
+            if w > 0.0:
+                u = uniform(state)
+                if u <= 0.0:
+                    u = 1e-300
+                keys[t] = np.log(u) / w
+            else:
+                keys[t] = -np.inf
+        else:
+            keys[t] = w
+    return np.argsort(-keys, kind="mergesort")
+
+
+@_jit
+def fill_ranked(s, cand, score, sample, graph, used, order, out, bstart, pos, bend, guard, counters):
     """Fill the batch ``out[bstart:bend]`` (seed ``s`` already in) with the best unused candidates.
 
-    Candidates are ranked by ``score`` (descending; ties keep the given order), or with
-    ``sample`` drawn without replacement proportionally to the score (Efraimidis-Spirakis
-    keys ``log(u) / score``). When the candidates run out, the near / random fallbacks
-    finish the batch. Returns the next free position (``bend``).
+    Candidates are taken in the order of :func:`rank`. When they run out, the near / random
+    fallbacks finish the batch. Returns the next free position (``bend``).
     """
-    state = order[2]
-    m = cand.shape[0]
     last = s
-    if m > 0:
-        keys = np.empty(m, dtype=np.float64)
-        for t in range(m):
-            w = np.float64(score[t])
-            if sample:
-                if w > 0.0:
-                    u = uniform(state)
-                    if u <= 0.0:
-                        u = 1e-300
-                    keys[t] = np.log(u) / w
-                else:
-                    keys[t] = -np.inf
-            else:
-                keys[t] = w
-        ranking = np.argsort(-keys, kind="mergesort")
-        for t in ranking:
+    if cand.shape[0] > 0:
+        for t in rank(score, sample, order[2]):
             if pos >= bend:
                 break
             v = cand[t]
             if used[v]:
                 continue
-            if admissible(v, out, bstart, pos, guard, bid):
-                pos = claim(v, out, pos, used, guard, bid)
+            if admissible(v, out, bstart, pos, guard):
+                pos = claim(v, out, pos, used)
                 last = v
             else:
                 counters[GUARD_DEFERRALS] += 1
     while pos < bend:
-        v = fallback(last, s, graph, used, order, out, bstart, pos, guard, bid, counters)
-        pos = claim(v, out, pos, used, guard, bid)
+        v = fallback(last, s, graph, used, order, out, bstart, pos, guard, counters)
+        pos = claim(v, out, pos, used)
         last = v
     return pos
 
 
 @_jit
-def list_plan(seeds, seed_rows, cands, sample, graph, used, order, out, pos0, n_plan, batch, bid0, guard,
-              counters):
+def rounds_plan(cands, sample, graph, used, order, out, n_plan, batch, guard, counters):
+    """All the plan's batches grow together, one node each per round, from their seeds' ranked candidate lists.
+
+    The ``ceil(n_plan / batch)`` seeds are the first unused nodes of the shuffled order (so
+    they are spread over the graph like the data); batch ``j`` fills ``out[j * batch:]`` with
+    the best unused, admissible entries of its seed's row of ``cands = (cptr, cidx, cval)``
+    (ranked by :func:`rank`), taking turns with the other batches in snake order (forward,
+    then backward, ...), so no batch is left with only what the others did not want. A batch
+    whose list runs dry continues with the near / random fallbacks around its last node.
+    """
+    cptr, cidx, cval = cands
+    nb = (n_plan + batch - 1) // batch
+    seeds = np.empty(nb, dtype=np.int64)
+    wpos = np.empty(nb, dtype=np.int64)
+    wend = np.empty(nb, dtype=np.int64)
+    wlast = np.empty(nb, dtype=np.int64)
+    wptr = np.empty(nb, dtype=np.int64)
+    wstop = np.empty(nb, dtype=np.int64)
+    total = 0
+    for j in range(nb):
+        bstart = j * batch
+        s, _ = next_unused(order, used, out, bstart, bstart, guard)
+        seeds[j] = s
+        wlast[j] = s
+        wpos[j] = claim(s, out, bstart, used)
+        wend[j] = min(bstart + batch, n_plan)
+        total += cptr[s + 1] - cptr[s]
+    ranked = np.empty(total, dtype=np.int64)  # every seed's row in the order it is taken
+    at = 0
+    for j in range(nb):
+        a, e = cptr[seeds[j]], cptr[seeds[j] + 1]
+        wptr[j] = at
+        for t in rank(cval[a:e], sample, order[2]):
+            ranked[at] = cidx[a + t]
+            at += 1
+        wstop[j] = at
+    live = 0
+    for j in range(nb):
+        if wpos[j] < wend[j]:
+            live += 1
+    rnd = 0
+    while live > 0:
+        for jj in range(nb):
+            j = jj if rnd % 2 == 0 else nb - 1 - jj
+            pos = wpos[j]
+            if pos >= wend[j]:
+                continue
+            bstart = j * batch
+            v = -1
+            while wptr[j] < wstop[j]:
+                c = ranked[wptr[j]]
+                wptr[j] += 1
+                if used[c]:
+                    continue
+                if admissible(c, out, bstart, pos, guard):
+                    v = c
+                    break
+                counters[GUARD_DEFERRALS] += 1
+            if v < 0:
+                v = fallback(wlast[j], seeds[j], graph, used, order, out, bstart, pos, guard, counters)
+            wpos[j] = claim(v, out, pos, used)
+            wlast[j] = v
+            if wpos[j] >= wend[j]:
+                live -= 1
+        rnd += 1
+    return n_plan
+
+
+@_jit
+def list_plan(seeds, seed_rows, cands, sample, graph, used, order, out, pos0, n_plan, batch, guard, counters):
     """Batches from ranked candidate lists: a batch is a seed plus the best unused entries of its list.
 
     ``cands = (cptr, cidx, cval)`` is a CSR of candidate lists; seed ``seeds[i]`` uses row
@@ -555,18 +638,17 @@ def list_plan(seeds, seed_rows, cands, sample, graph, used, order, out, pos0, n_
             counters[SKIPPED_SEEDS] += 1
             continue
         bstart = pos
-        bid = bid0 + pos // batch
         bend = min(pos + batch, n_plan)
-        pos = claim(s, out, pos, used, guard, bid)
+        pos = claim(s, out, pos, used)
         a = cptr[r]
         e = cptr[r + 1]
-        pos = fill_ranked(s, cidx[a:e], cval[a:e], sample, graph, used, order, out, bstart, pos, bend, guard, bid,
+        pos = fill_ranked(s, cidx[a:e], cval[a:e], sample, graph, used, order, out, bstart, pos, bend, guard,
                           counters)
     return pos, i
 
 
 @_jit
-def ppr_plan(graph, used, order, out, n_plan, batch, bid0, p, eps, sample, guard, counters, scratch):
+def ppr_plan(graph, used, order, out, n_plan, batch, p, eps, sample, guard, counters, scratch):
     """Batches by personalized PageRank from the next unused seed: :func:`push_seed`, then the ranking rule.
 
     Uniform transitions (``prob`` empty). The scratch arrays are cleared where touched.
@@ -579,10 +661,9 @@ def ppr_plan(graph, used, order, out, n_plan, batch, bid0, p, eps, sample, guard
     pushes = 0
     while pos < n_plan:
         bstart = pos
-        bid = bid0 + pos // batch
         bend = min(pos + batch, n_plan)
-        s, _ = next_unused(order, used, out, bstart, pos, guard, bid)
-        pos = claim(s, out, pos, used, guard, bid)
+        s, _ = next_unused(order, used, out, bstart, pos, guard)
+        pos = claim(s, out, pos, used)
         nt, _, _, npush = push_seed(crow, col, no_prob, no_dangling, s, p, eps, _NO_CAP, scratch)
         pushes += npush
         cand = touched[:nt].copy()
@@ -593,6 +674,6 @@ def ppr_plan(graph, used, order, out, n_plan, batch, bid0, p, eps, sample, guard
             x[v] = 0.0
             res[v] = 0.0
             mark[v] = False
-        pos = fill_ranked(s, cand, score, sample, graph, used, order, out, bstart, pos, bend, guard, bid, counters)
+        pos = fill_ranked(s, cand, score, sample, graph, used, order, out, bstart, pos, bend, guard, counters)
     counters[STEPS] += pushes
     return pos

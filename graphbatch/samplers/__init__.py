@@ -16,10 +16,16 @@ Example:
     True
 """
 from .base import EpochBatchSampler
-from .baselines import BandwidthBatchSampler, ClusterBatchSampler, KNNBatchSampler, RandomBatchSampler
+from .baselines import (
+    BandwidthBatchSampler,
+    ClusterBatchSampler,
+    KNNBatchSampler,
+    MetisBatchSampler,
+    RandomBatchSampler,
+)
 from .graph_sampler import GraphSamplerBase
 from .rwr import RWRBatchSampler
 from .schedules import linear_decay
 
 __all__ = ["EpochBatchSampler", "GraphSamplerBase", "RWRBatchSampler", "linear_decay", "RandomBatchSampler",
-           "KNNBatchSampler", "ClusterBatchSampler", "BandwidthBatchSampler"]
+           "KNNBatchSampler", "ClusterBatchSampler", "BandwidthBatchSampler", "MetisBatchSampler"]

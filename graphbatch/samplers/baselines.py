@@ -9,6 +9,8 @@
 * :class:`BandwidthBatchSampler` -- GCBS style (Sachidananda et al., 2023): chunks of a
   reverse Cuthill-McKee order of the (optionally thresholded) symmetrised similarity graph,
   rotated by a random offset each epoch, batch order shuffled.
+* :class:`MetisBatchSampler` -- B3 style (arXiv 2505.11293): METIS clusters of the rank-window
+  mutual graph; each batch is a random set of clusters.
 
 All share the epoch machinery of :class:`~graphbatch.samplers.EpochBatchSampler`.
 """
@@ -23,9 +25,10 @@ from ..graph import ProximityGraph
 from .base import EpochBatchSampler
 from .graph_sampler import GraphSamplerBase
 from .models import ClusterModel
-from .planners import OrderPlanner, RankedPlanner
+from .planners import CommunityPlanner, OrderPlanner, RankedPlanner
 
-__all__ = ["RandomBatchSampler", "KNNBatchSampler", "ClusterBatchSampler", "BandwidthBatchSampler"]
+__all__ = ["RandomBatchSampler", "KNNBatchSampler", "ClusterBatchSampler", "BandwidthBatchSampler",
+           "MetisBatchSampler"]
 
 
 class RandomBatchSampler(EpochBatchSampler):
@@ -88,8 +91,8 @@ class KNNBatchSampler(GraphSamplerBase):
         if k is None:
             k = max(1, min(b, n) - 1)
 
-        def planner(guard, stall_steps):
-            return RankedPlanner(n, b, guard)
+        def planner(guard, stall_steps, rounds):
+            return RankedPlanner(n, b, guard, rounds)
 
         super().__init__(n, b, planner=planner, k=k, candidates=candidates, **kwargs)
 
@@ -173,7 +176,10 @@ class BandwidthBatchSampler(GraphSamplerBase):
         self.threshold = None if threshold is None else check_real("threshold", threshold)
         thr = self.threshold
 
-        def planner(guard, stall_steps):
+        def planner(guard, stall_steps, rounds):
+            if rounds:
+                raise ValueError("plan='rounds' has no meaning for BandwidthBatchSampler (its batches are chunks "
+                                 "of one ordering)")
             return OrderPlanner(b, lambda g: rcm_order(g, thr))
 
         super().__init__(num_nodes, batch_size, planner=planner, k=k, candidates=candidates, **kwargs)
@@ -182,3 +188,59 @@ class BandwidthBatchSampler(GraphSamplerBase):
     def order(self) -> np.ndarray | None:
         """The reverse Cuthill-McKee order of the current graph (``None`` before the first build)."""
         return None if self._state is None else self._prepared
+
+
+class MetisBatchSampler(GraphSamplerBase):
+    """B3-style batches (Wang et al., arXiv 2505.11293): random sets of METIS clusters of the proximity graph.
+
+    At every build the graph (each node's top-``k`` after its ``skip`` most similar candidates,
+    mutual edges only, by default) is partitioned by METIS into clusters of ``cluster_size``
+    nodes (equal within a few per cent); each epoch shuffles the clusters and their members,
+    concatenates them and cuts the sequence into batches, so a batch holds about
+    ``batch_size / cluster_size`` random clusters. B3 drops the top 30-70 of 100 ranked
+    neighbours (``skip``) as likely false negatives. Needs the optional ``pymetis``
+    (``pip install 'graphbatch[metis]'``).
+
+    Args:
+        num_nodes: dataset size ``N``.
+        batch_size: ``B`` in ``[1, N]``.
+        cluster_size: nodes per METIS cluster (default ``max(2, B // 8)``).
+        k: neighbours per node in the graph before ``mutual`` (clamped to ``N - 1``).
+        candidates: random candidates per node (``None``: exact kNN).
+        skip: each node's most similar candidates left out (the rank window).
+        mutual: keep only edges present in both directions.
+        embeddings: ``(N, d)`` embeddings to build the graph and clusters at construction.
+        graph: a prebuilt graph (its clusters are computed at the first build from embeddings).
+        seed: base random seed (also seeds METIS).
+        **kwargs: as :class:`~graphbatch.samplers.graph_sampler.GraphSamplerBase` /
+            :class:`~graphbatch.samplers.EpochBatchSampler` (``drop_last``, ``refresh_every``, ...).
+
+    Example:
+        >>> import torch
+        >>> from graphbatch import MetisBatchSampler
+        >>> s = MetisBatchSampler(80, 16, cluster_size=4, k=6, candidates=None, embeddings=torch.randn(80, 5))
+        >>> sorted(sum(list(s), [])) == list(range(80))
+        True
+    """
+
+    def __init__(self, num_nodes: int, batch_size: int, *, cluster_size: int | None = None, k: int = 20,
+                 candidates: int | None = 1000, skip: int = 0, mutual: bool = True, embeddings: Any = None,
+                 graph: ProximityGraph | None = None, seed: int = 0, **kwargs: Any) -> None:
+        b = check_int("batch_size", batch_size, low=1)
+        self.cluster_size = check_int("cluster_size", max(2, b // 8) if cluster_size is None else cluster_size,
+                                      low=1)
+        for reserved in ("community_size", "community_method", "max_per_community", "plan"):
+            if reserved in kwargs:
+                raise ValueError(f"{reserved} is set by MetisBatchSampler (its clusters are its communities)")
+
+        def planner(guard, stall_steps, rounds):
+            return CommunityPlanner(b)
+
+        super().__init__(num_nodes, batch_size, planner=planner, k=k, candidates=candidates, skip=skip,
+                         mutual=mutual, community_size=self.cluster_size, community_method="metis",
+                         embeddings=embeddings, graph=graph, seed=seed, **kwargs)
+
+    @property
+    def clusters(self) -> np.ndarray | None:
+        """The METIS cluster of every node (``None`` before the first build)."""
+        return None if self._state is None else self._state.communities

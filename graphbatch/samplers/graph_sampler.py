@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._validation import check_int, check_real, describe
+from .._validation import check_choice, check_int, check_real, describe
 from ..graph import ProximityGraph
 from .base import EpochBatchSampler
 from .models import GraphBuilder, GraphModel, GraphState
@@ -41,6 +41,17 @@ class GraphSamplerBase(EpochBatchSampler):
         scan_limit: unused candidates examined by a guarded random fallback.
         graph: a prebuilt :class:`~graphbatch.ProximityGraph` to start from (skips warm-up; later
             refreshes rebuild from the bank once every row has been passed to :meth:`update`).
+        skip, margin, mutual: the graph's false-negative controls (see
+            :func:`graphbatch.build_proximity_graph`): leave out each node's ``skip`` most similar
+            candidates, every candidate more similar than ``margin``; keep only mutual edges.
+        community_size: at every build, split the nodes into communities of about this many
+            (``community_method``: ``"kmeans"`` on the bank, or ``"metis"`` on the graph).
+        max_per_community: at most this many members of one community in a batch (needs
+            ``community_size``): a hard batch then spans several nearby dense regions instead of
+            one, which removes most of its same-class pairs (``docs/concepts.md``).
+        plan: ``"sequential"`` (batches one after another, the paper's) or ``"rounds"`` (every batch
+            of the epoch grows at once, one node each per turn: hardness holds to the end of the
+            epoch instead of decaying as neighbourhoods are used up).
 
     Example:
         >>> import torch
@@ -50,24 +61,38 @@ class GraphSamplerBase(EpochBatchSampler):
         (40, [4, 4, 4])
     """
 
-    def __init__(self, num_nodes: int, batch_size: int, *, planner: Callable[[Guard, int], Any], k: int = 100,
-                 candidates: int | None = 1000, metric: str = "cosine", incremental_fraction: float = 0.5,
-                 build_kwargs: dict[str, Any] | None = None, labels: Any = None,
-                 max_similarity: float | None = None, stall_steps: int = 32, scan_limit: int = 4096,
-                 graph: ProximityGraph | None = None, **kwargs: Any) -> None:
+    def __init__(self, num_nodes: int, batch_size: int, *, planner: Callable[[Guard, int, bool], Any],
+                 k: int = 100, candidates: int | None = 1000, metric: str = "cosine",
+                 incremental_fraction: float = 0.5, build_kwargs: dict[str, Any] | None = None,
+                 labels: Any = None, max_similarity: float | None = None, stall_steps: int = 32,
+                 scan_limit: int = 4096, graph: ProximityGraph | None = None, skip: int = 0,
+                 margin: float | None = None, mutual: bool = False, community_size: int | None = None,
+                 community_method: str = "kmeans", max_per_community: int | None = None,
+                 plan: str = "sequential", **kwargs: Any) -> None:
         n = check_int("num_nodes", num_nodes, low=1)
         builder = GraphBuilder(n, k=k, candidates=candidates, metric=metric,
-                               incremental_fraction=incremental_fraction, build_kwargs=build_kwargs)
+                               incremental_fraction=incremental_fraction, build_kwargs=build_kwargs, skip=skip,
+                               margin=margin, mutual=mutual, community_size=community_size,
+                               community_method=community_method)
+        if max_per_community is not None:
+            max_per_community = check_int("max_per_community", max_per_community, low=1)
+            if community_size is None:
+                raise ValueError("max_per_community needs community_size= (the communities it caps)")
+        self.plan = check_choice("plan", plan, ("sequential", "rounds"))
         if max_similarity is not None:
             max_similarity = check_real("max_similarity", max_similarity)
             if builder.metric not in ("cosine", "ip"):
                 raise ValueError(f"max_similarity needs metric 'cosine' or 'ip', got metric={metric!r}")
         self.k, self.candidates, self.metric = builder.k, builder.candidates, builder.metric
         self.incremental_fraction, self.build_kwargs = builder.incremental_fraction, builder.build_kwargs
+        self.skip, self.margin, self.mutual = builder.skip, builder.margin, builder.mutual
+        self.community_size, self.community_method = builder.community_size, builder.community_method
+        self.max_per_community = max_per_community
         self.max_similarity = max_similarity
         self.stall_steps = check_int("stall_steps", stall_steps, low=1)
         self.scan_limit = check_int("scan_limit", scan_limit, low=1)
-        guard = Guard(n, labels, max_similarity, builder.metric, self.scan_limit, name="labels")
+        guard = Guard(n, labels, max_similarity, builder.metric, self.scan_limit,
+                      max_per_community=max_per_community, name="labels")
         initial = None
         if graph is not None:
             if not isinstance(graph, ProximityGraph):
@@ -75,7 +100,8 @@ class GraphSamplerBase(EpochBatchSampler):
             if graph.num_nodes != n:
                 raise ValueError(f"graph must have num_nodes={n} nodes, got {graph.num_nodes}")
             initial = GraphState(graph)
-        super().__init__(n, batch_size, model=GraphModel(builder, planner(guard, self.stall_steps)),
+        planner_obj = planner(guard, self.stall_steps, self.plan == "rounds")
+        super().__init__(n, batch_size, model=GraphModel(builder, planner_obj),
                          initial_state=initial, **kwargs)
 
     @property

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_int, check_probability, describe
+from .. import backend
+from .._validation import check_bool, check_choice, check_int, check_probability, check_real, describe
 from ..build import METHODS, METRICS, neighbor_table
+from ..build.partition import communities
 from ..graph import ProximityGraph
 
 __all__ = ["GraphState", "GraphBuilder", "GraphModel", "ClusterModel"]
@@ -38,10 +40,17 @@ __all__ = ["GraphState", "GraphBuilder", "GraphModel", "ClusterModel"]
 
 @dataclass(frozen=True)
 class GraphState:
-    """A built proximity graph and the number of the candidate draw behind it."""
+    """What a refresh builds: the proximity graph, the number of its candidate draw, its communities.
+
+    ``raw`` is the directed top-k graph before ``mutual`` (kept only then: incremental
+    refreshes splice their rows into it); ``communities`` the community of every node
+    (only with a community cap).
+    """
 
     graph: ProximityGraph
     draw: int = 0
+    communities: np.ndarray | None = None
+    raw: ProximityGraph | None = None
 
 
 class GraphBuilder:
@@ -57,21 +66,37 @@ class GraphBuilder:
         incremental_fraction: build incrementally when at most this fraction of rows changed.
         build_kwargs: extra arguments of :func:`graphbatch.build.neighbor_table` (``method=``,
             ``device=``, ...; ``seed=`` fixes the draw).
+        skip: each node's ``skip`` most similar candidates are left out (the rank window).
+        margin: candidates more similar than this are left out (a similarity ceiling).
+        mutual: keep only the edges present in both directions.
+        community_size: compute communities of about this many nodes at every build (``None``: none).
+        community_method: ``"kmeans"`` (on the bank) or ``"metis"`` (on the graph; needs pymetis).
 
     Raises:
         ValueError, TypeError: a bad argument, at construction (never first at a refresh).
     """
 
     def __init__(self, num_nodes: int, *, k: int = 100, candidates: int | None = 1000, metric: str = "cosine",
-                 incremental_fraction: float = 0.5, build_kwargs: dict[str, Any] | None = None) -> None:
+                 incremental_fraction: float = 0.5, build_kwargs: dict[str, Any] | None = None, skip: int = 0,
+                 margin: float | None = None, mutual: bool = False, community_size: int | None = None,
+                 community_method: str = "kmeans") -> None:
         self.num_nodes = check_int("num_nodes", num_nodes, low=1)
         self.k = check_int("k", k, low=1)
+        self.skip = check_int("skip", skip, low=0)
         if candidates is not None:
             candidates = check_int("candidates", candidates, low=1)
-            if candidates < self.k:
-                raise ValueError(f"candidates must be >= k={self.k} (each node keeps its top-k of them), "
+            if candidates < self.k + self.skip:
+                need = f"k + skip = {self.k} + {self.skip}" if self.skip else f"k={self.k}"
+                raise ValueError(f"candidates must be >= {need} (each node keeps its top-k of them), "
                                  f"got {candidates}")
         self.candidates = candidates
+        self.margin = None if margin is None else check_real("margin", margin)
+        self.mutual = check_bool("mutual", mutual)
+        self.community_size = None if community_size is None else check_int("community_size", community_size,
+                                                                              low=1)
+        self.community_method = check_choice("community_method", community_method, ("kmeans", "metis"))
+        if self.community_method == "metis" and self.community_size is not None:
+            backend.require("pymetis", "community_method='metis'")
         self.metric = check_choice("metric", metric, METRICS)
         self.incremental_fraction = check_probability("incremental_fraction", incremental_fraction, open_low=False)
         if build_kwargs is not None and not isinstance(build_kwargs, dict):
@@ -79,7 +104,7 @@ class GraphBuilder:
         self.build_kwargs = dict(build_kwargs or {})
         if "method" in self.build_kwargs:
             check_choice("build_kwargs['method']", self.build_kwargs["method"], METHODS)
-        for reserved in ("rows", "k", "candidates", "embeddings"):
+        for reserved in ("rows", "k", "candidates", "embeddings", "skip", "margin"):
             if reserved in self.build_kwargs:
                 raise ValueError(f"build_kwargs must not set {reserved!r}: the sampler sets it")
 
@@ -88,9 +113,19 @@ class GraphBuilder:
         return max(1, min(self.k, self.num_nodes - 1))
 
     @property
+    def skip_eff(self) -> int:
+        return max(0, min(self.skip, self.num_nodes - 1 - self.k_eff))
+
+    @property
     def m_eff(self) -> int | None:
         m = self.candidates
-        return None if m is None or m >= self.num_nodes - 1 else max(m, self.k_eff)
+        return None if m is None or m >= self.num_nodes - 1 else max(m, self.k_eff + self.skip_eff)
+
+    def config(self) -> dict[str, Any]:
+        """The settings a state must have been built with (checked by ``load_state_dict``)."""
+        return {"k": self.k, "candidates": self.candidates, "metric": self.metric, "skip": self.skip,
+                "margin": self.margin, "mutual": self.mutual, "community_size": self.community_size,
+                "community_method": self.community_method}
 
     @staticmethod
     def pool_seed(seed: int, draw: int) -> int:
@@ -103,7 +138,8 @@ class GraphBuilder:
         kwargs = dict(self.build_kwargs)
         kwargs.setdefault("metric", self.metric)
         kwargs.setdefault("seed", self.pool_seed(seed, draw))
-        return neighbor_table(emb, self.k_eff, candidates=self.m_eff, rows=rows, **kwargs)
+        return neighbor_table(emb, self.k_eff, candidates=self.m_eff, rows=rows, skip=self.skip_eff,
+                              margin=self.margin, **kwargs)
 
     def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
         """A new :class:`GraphState` from ``bank.rows`` (incremental over ``previous`` for few dirty rows)."""
@@ -128,13 +164,20 @@ class GraphBuilder:
         keep = (idx >= 0) & (idx != row)  # drop empty slots and self-loops
         r, c, v = row[keep], idx[keep], sc[keep]
         if not full:
-            old = previous.graph.to(dev)
+            old = (previous.raw if previous.raw is not None else previous.graph).to(dev)
             old_row = old.row()
             stay = ~torch.from_numpy(bank.dirty).to(old.device)[old_row]
             r = torch.cat([old_row[stay], r])
             c = torch.cat([old.col[stay], c])
             v = torch.cat([old.values[stay].to(v.dtype), v])
-        return GraphState(ProximityGraph.from_coo(r, c, v, n), draw), "full" if full else "incremental"
+        raw = ProximityGraph.from_coo(r, c, v, n)
+        graph = raw.mutual() if self.mutual else raw
+        comm = None
+        if self.community_size is not None:
+            comm = communities(emb, graph, size=self.community_size, method=self.community_method,
+                               seed=self.pool_seed(seed, draw + (1 << 20)), metric=self.metric)
+        state = GraphState(graph, draw, comm, raw if self.mutual else None)
+        return state, "full" if full else "incremental"
 
 
 class GraphModel:
@@ -147,20 +190,33 @@ class GraphModel:
         return self.builder.build(bank, previous, seed)
 
     def prepare(self, state: GraphState, bank: Any, recycle: Any) -> Any:
-        return self.planner.prepare(state.graph, bank, recycle)
+        return self.planner.prepare(state, bank, recycle)
 
     def plan(self, prepared: Any, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
              epoch: int) -> tuple[np.ndarray, np.ndarray]:
         return self.planner.plan(prepared, used, n_plan, rng, consumed, epoch)
 
-    @staticmethod
-    def state_dict(state: GraphState) -> dict[str, Any]:
-        g = state.graph
-        return {"crow": g.crow.cpu(), "col": g.col.cpu(), "values": g.values.cpu(), "pool_draw": state.draw}
+    def state_dict(self, state: GraphState) -> dict[str, Any]:
+        out: dict[str, Any] = {"config": self.builder.config(), "pool_draw": state.draw}
+        for key, g in (("", state.graph), ("raw_", state.raw)):
+            if g is not None:
+                out.update({f"{key}crow": g.crow.cpu(), f"{key}col": g.col.cpu(), f"{key}values": g.values.cpu()})
+        if state.communities is not None:
+            out["communities"] = torch.from_numpy(state.communities.copy())
+        return out
 
     def load_state(self, d: dict[str, Any], device: torch.device) -> GraphState:
-        g = ProximityGraph(d["crow"], d["col"], d["values"], self.builder.num_nodes).to(device)
-        return GraphState(g, int(d.get("pool_draw", 0)))
+        mine = self.builder.config()
+        theirs = d.get("config", {})
+        differ = sorted(k for k in mine if k in theirs and theirs[k] != mine[k])
+        if differ:
+            raise ValueError("state was saved with another graph configuration: " + ", ".join(
+                f"{k}={theirs[k]!r} (this sampler: {mine[k]!r})" for k in differ))
+        n = self.builder.num_nodes
+        g = ProximityGraph(d["crow"], d["col"], d["values"], n).to(device)
+        raw = ProximityGraph(d["raw_crow"], d["raw_col"], d["raw_values"], n).to(device) if "raw_crow" in d else None
+        comm = d["communities"].numpy().astype(np.int64) if d.get("communities") is not None else None
+        return GraphState(g, int(d.get("pool_draw", 0)), comm, raw)
 
 
 class ClusterModel:

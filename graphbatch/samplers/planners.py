@@ -11,7 +11,8 @@ first graph: batches are random (respecting a group guard).
 * :class:`WalkPlanner` -- random walks with restart (``RWRBatchSampler(mode="walk")``);
 * :class:`PprPlanner` -- top personalized-PageRank scores (``mode="ppr"``);
 * :class:`RankedPlanner` -- a seed plus its best-scored unused neighbours (the kNN baseline);
-* :class:`OrderPlanner` -- consecutive chunks of a graph ordering (the bandwidth baseline).
+* :class:`OrderPlanner` -- consecutive chunks of a graph ordering (the bandwidth baseline);
+* :class:`CommunityPlanner` -- batches of whole random communities (the METIS / B3 baseline).
 
 Example:
     >>> import numpy as np
@@ -36,7 +37,7 @@ from ..kernels import load
 from ..kernels.slots import COUNTERS, SKIPPED_SEEDS, STEPS
 
 __all__ = ["Guard", "HostGraph", "random_plan", "WalkPlanner", "PprPlanner", "RankedPlanner", "OrderPlanner",
-           "chunk_shuffle"]
+           "CommunityPlanner", "chunk_shuffle"]
 
 _NO_GROUPS = np.zeros(0, dtype=np.int64)
 _NO_GEMB = np.zeros((0, 1), dtype=np.float32)
@@ -58,27 +59,26 @@ def _seed_state(rng: np.random.Generator) -> np.ndarray:
 
 # ================================================================================ guard
 class Guard:
-    """The false-negative guard: group ids never batched together, and a similarity ceiling.
+    """The false-negative guard: group ids never batched together, a community cap, a similarity ceiling.
 
     Args:
         num_nodes: ``N``.
-        groups: ``(N,)`` group ids (``-1`` = no group) or ``None``.
-        name: the argument's name in error messages.
+        groups: ``(N,)`` group ids (``-1`` = no group) or ``None``: at most one member per group in a batch.
         max_similarity: never put two nodes more similar than this together (``None``: off).
         metric: the graph's metric (``"cosine"`` normalises the guard embeddings).
         scan_limit: unused nodes a guarded random fallback examines.
+        max_per_community: at most this many members of one community (of the graph state's
+            ``communities``) in a batch (``None``: off).
+        name: the group argument's name in error messages.
     """
 
     def __init__(self, num_nodes: int, groups: Any, max_similarity: float | None, metric: str,
-                 scan_limit: int, *, name: str = "groups") -> None:
+                 scan_limit: int, *, max_per_community: int | None = None, name: str = "groups") -> None:
         self.groups = None if groups is None else _group_codes(name, groups, num_nodes)
         self.max_similarity = max_similarity
         self.metric = metric
         self.scan_limit = scan_limit
-
-    @property
-    def active(self) -> bool:
-        return self.groups is not None or self.max_similarity is not None
+        self.max_per_community = max_per_community
 
     def embeddings(self, bank: Any) -> np.ndarray | None:
         """Guard embeddings from the bank rows (``None`` without a similarity guard or a bank)."""
@@ -89,13 +89,15 @@ class Guard:
             e = torch.nn.functional.normalize(e, dim=1)
         return e.numpy().copy()
 
-    def bundle(self, gemb: np.ndarray | None) -> tuple:
-        """The kernels' guard bundle ``(labels, stamp, gemb, max_sim, scan_limit)`` (fresh stamps)."""
+    def bundle(self, gemb: np.ndarray | None, communities: np.ndarray | None) -> tuple:
+        """The kernels' guard bundle ``(labels, communities, cap, gemb, max_sim, scan_limit)``."""
         labels = self.groups if self.groups is not None else _NO_GROUPS
-        stamp = np.zeros(int(labels.max()) + 1 if labels.size else 0, dtype=np.int64)
+        use_comm = communities is not None and self.max_per_community is not None
+        comm = communities if use_comm else _NO_GROUPS
+        cap = int(self.max_per_community) if use_comm else 1
         if gemb is not None:
-            return labels, stamp, gemb, float(self.max_similarity), self.scan_limit
-        return labels, stamp, _NO_GEMB, 0.0, self.scan_limit
+            return labels, comm, cap, gemb, float(self.max_similarity), self.scan_limit
+        return labels, comm, cap, _NO_GEMB, 0.0, self.scan_limit
 
 
 def _group_codes(name: str, groups: Any, n: int) -> np.ndarray:
@@ -123,6 +125,10 @@ class HostGraph:
     values: np.ndarray
     deg: int  # > 0: every row has exactly this many entries (the walk computes row starts)
     gemb: np.ndarray | None
+    communities: np.ndarray | None = None
+
+    def guard(self, guard: Guard) -> tuple:
+        return guard.bundle(self.gemb, self.communities)
 
     @property
     def bundle(self) -> tuple[np.ndarray, np.ndarray, int]:
@@ -143,8 +149,9 @@ def _host_copy(buf: np.ndarray | None, t: torch.Tensor, dtype: Any) -> np.ndarra
     return src.astype(dtype)
 
 
-def host_graph(graph: ProximityGraph, bank: Any, recycle: Any, guard: Guard) -> HostGraph:
-    """Host copies of ``graph`` for planning (reusing ``recycle``'s buffers when it is a :class:`HostGraph`)."""
+def host_graph(state: Any, bank: Any, recycle: Any, guard: Guard) -> HostGraph:
+    """Host copies of ``state.graph`` for planning (reusing ``recycle``'s buffers when it is a :class:`HostGraph`)."""
+    graph = state.graph
     itype = np.int32 if max(graph.nnz, graph.num_nodes) < 2**31 - 1 else np.int64
     old = recycle if isinstance(recycle, HostGraph) else None
     crow = _host_copy(old.crow if old else None, graph.crow, itype)
@@ -152,7 +159,7 @@ def host_graph(graph: ProximityGraph, bank: Any, recycle: Any, guard: Guard) -> 
     values = _host_copy(old.values if old else None, graph.values, np.float64)
     d = np.diff(crow)
     deg = int(d[0]) if d.size and d[0] > 0 and bool((d == d[0]).all()) else 0
-    return HostGraph(graph, crow, col, values, deg, guard.embeddings(bank))
+    return HostGraph(graph, crow, col, values, deg, guard.embeddings(bank), state.communities)
 
 
 class _HostPlanner(ABC):
@@ -161,8 +168,8 @@ class _HostPlanner(ABC):
     def __init__(self, num_nodes: int, batch_size: int, guard: Guard) -> None:
         self.num_nodes, self.batch_size, self.guard = num_nodes, batch_size, guard
 
-    def prepare(self, graph: ProximityGraph, bank: Any, recycle: Any) -> HostGraph:
-        return host_graph(graph, bank, recycle, self.guard)
+    def prepare(self, state: Any, bank: Any, recycle: Any) -> HostGraph:
+        return host_graph(state, bank, recycle, self.guard)
 
     def plan(self, prepared: HostGraph | None, used: np.ndarray, n_plan: int, rng: np.random.Generator,
              consumed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,20 +189,24 @@ class _HostPlanner(ABC):
             return random_plan(used, rng), _counters()
         empty = np.zeros(self.num_nodes + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
         no_graph = (np.zeros(self.num_nodes + 1, np.int64), np.zeros(0, np.int64), 0)
-        return list_plan(used, n_plan, rng, consumed, self.batch_size, empty, no_graph, self.guard, None, False)
+        return list_plan(used, n_plan, rng, self.batch_size, empty, no_graph, self.guard.bundle(None, None), False)
 
 
-def list_plan(used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int, batch_size: int,
-              cands: tuple, graph: tuple, guard: Guard, gemb: np.ndarray | None,
-              sample: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Seeds in shuffled order, each taking the best unused nodes of its candidate row (row = seed id)."""
+def list_plan(used: np.ndarray, n_plan: int, rng: np.random.Generator, batch_size: int, cands: tuple, graph: tuple,
+              guard: tuple, sample: bool, rounds: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds in shuffled order, each taking the best unused nodes of its candidate row (row = seed id).
+
+    ``rounds``: every batch grows at once, one node per turn (:func:`~graphbatch.kernels.compiled.rounds_plan`).
+    """
     k = load()
     perm = rng.permutation(used.shape[0]).astype(np.int64)
     out = np.empty(n_plan, dtype=np.int64)
     counters = _counters()
     order = (perm, np.zeros(1, np.int64), _seed_state(rng))
-    k.list_plan(perm, perm, cands, sample, graph, used, order, out, 0, n_plan, batch_size, consumed + 1,
-                guard.bundle(gemb), counters)
+    if rounds:
+        k.rounds_plan(cands, sample, graph, used, order, out, n_plan, batch_size, guard, counters)
+    else:
+        k.list_plan(perm, perm, cands, sample, graph, used, order, out, 0, n_plan, batch_size, guard, counters)
     counters[SKIPPED_SEEDS] = 0  # every node is a potential seed here: skipping used ones is not news
     return out, counters
 
@@ -209,13 +220,14 @@ class WalkPlanner(_HostPlanner):
         guard: the false-negative guard.
         restart_prob: ``epoch -> p``.
         stall_steps: steps without a new node before a fallback jump.
-        walkers: batches built at once (forced to 1 with a group guard).
+        walkers: batches built at once (``plan="sequential"``: forced to 1 with a group guard).
+        rounds: every batch of the plan walks at once (``plan="rounds"``), one step each in turn.
     """
 
     def __init__(self, num_nodes: int, batch_size: int, guard: Guard, restart_prob: Callable[[int], float],
-                 stall_steps: int, walkers: int) -> None:
+                 stall_steps: int, walkers: int, rounds: bool = False) -> None:
         super().__init__(num_nodes, batch_size, guard)
-        self.restart_prob, self.stall_steps, self.walkers = restart_prob, stall_steps, walkers
+        self.restart_prob, self.stall_steps, self.walkers, self.rounds = restart_prob, stall_steps, walkers, rounds
 
     def _plan(self, prepared: HostGraph, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
               epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +236,12 @@ class WalkPlanner(_HostPlanner):
         counters = _counters()
         p_thr = np.uint64(min(round(self.restart_prob(epoch) * 2.0**32), 2**32))
         order = (perm, np.zeros(1, np.int64), _seed_state(rng))
-        walkers = 1 if self.guard.groups is not None else self.walkers
-        load().walk_plan(prepared.bundle, used, order, out, n_plan, self.batch_size, consumed + 1, p_thr,
-                         self.stall_steps, self.guard.bundle(prepared.gemb), walkers, counters)
+        if self.rounds:
+            walkers = -(-n_plan // self.batch_size)
+        else:
+            walkers = 1 if self.guard.groups is not None else self.walkers
+        load().walk_plan(prepared.bundle, used, order, out, n_plan, self.batch_size, p_thr, self.stall_steps,
+                         prepared.guard(self.guard), walkers, counters)
         return out, counters
 
 
@@ -263,14 +278,13 @@ class PprPlanner(_HostPlanner):
         out = np.empty(n_plan, dtype=np.int64)
         counters = _counters()
         p = self.restart_prob(epoch)
-        guard = self.guard.bundle(prepared.gemb)
+        guard = prepared.guard(self.guard)
         k = load()
         if self.engine_for(prepared.graph) == "push":
             eps = self.eps if self.eps is not None else 0.1 / b
             scratch = (np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
                        np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
-            k.ppr_plan(prepared.bundle, used, order, out, n_plan, b, consumed + 1, p, eps, self.sample, guard,
-                       counters, scratch)
+            k.ppr_plan(prepared.bundle, used, order, out, n_plan, b, p, eps, self.sample, guard, counters, scratch)
             return out, counters
         from ..solvers.push import push_scores
 
@@ -287,18 +301,27 @@ class PprPlanner(_HostPlanner):
                                                    p, eps=eps)
             counters[STEPS] += pushes
             pos, _ = k.list_plan(seeds, np.arange(seeds.shape[0], dtype=np.int64), (ptr, cand, score), self.sample,
-                                 prepared.bundle, used, order, out, pos, n_plan, b, consumed + 1, guard, counters)
+                                 prepared.bundle, used, order, out, pos, n_plan, b, guard, counters)
         return out, counters
 
 
 class RankedPlanner(_HostPlanner):
-    """The kNN baseline: a random unused seed plus its best-scored unused out-neighbours, then 1-2 hop fallbacks."""
+    """The kNN baseline: a random unused seed plus its best-scored unused out-neighbours, then 1-2 hop fallbacks.
+
+    Args:
+        num_nodes, batch_size, guard: as :class:`WalkPlanner`.
+        rounds: every batch of the plan grows at once, one node each per turn (``plan="rounds"``).
+    """
+
+    def __init__(self, num_nodes: int, batch_size: int, guard: Guard, rounds: bool = False) -> None:
+        super().__init__(num_nodes, batch_size, guard)
+        self.rounds = rounds
 
     def _plan(self, prepared: HostGraph, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
               epoch: int) -> tuple[np.ndarray, np.ndarray]:
         cands = (prepared.crow, prepared.col, prepared.values)
-        return list_plan(used, n_plan, rng, consumed, self.batch_size, cands, prepared.bundle, self.guard,
-                         prepared.gemb, False)
+        return list_plan(used, n_plan, rng, self.batch_size, cands, prepared.bundle, prepared.guard(self.guard),
+                         False, self.rounds)
 
 
 def chunk_shuffle(seq: np.ndarray, batch_size: int, rng: np.random.Generator, rotate: bool = False) -> np.ndarray:
@@ -326,8 +349,8 @@ class OrderPlanner:
     def __init__(self, batch_size: int, order_of: Callable[[ProximityGraph], np.ndarray]) -> None:
         self.batch_size, self.order_of = batch_size, order_of
 
-    def prepare(self, graph: ProximityGraph, bank: Any, recycle: Any) -> np.ndarray:
-        return self.order_of(graph)
+    def prepare(self, state: Any, bank: Any, recycle: Any) -> np.ndarray:
+        return self.order_of(state.graph)
 
     def plan(self, prepared: np.ndarray | None, used: np.ndarray, n_plan: int, rng: np.random.Generator,
              consumed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -335,3 +358,27 @@ class OrderPlanner:
             return random_plan(used, rng), _counters()
         seq = prepared[~used[prepared]]
         return chunk_shuffle(seq, self.batch_size, rng, rotate=True), _counters()
+
+
+class CommunityPlanner:
+    """Batches of whole communities in random order (B3): each epoch shuffles the communities and their members,
+    concatenates them and cuts the sequence into batches, so a batch is a few random communities.
+
+    Args:
+        batch_size: ``B``.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    @staticmethod
+    def prepare(state: Any, bank: Any, recycle: Any) -> np.ndarray | None:
+        return state.communities
+
+    def plan(self, prepared: np.ndarray | None, used: np.ndarray, n_plan: int, rng: np.random.Generator,
+             consumed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if prepared is None:
+            return random_plan(used, rng), _counters()
+        rest = np.flatnonzero(~used)
+        rank = rng.permutation(int(prepared.max()) + 1)[prepared[rest]]
+        return rest[np.lexsort((rng.random(rest.shape[0]), rank))], _counters()

@@ -98,13 +98,16 @@ class RWRBatchSampler(GraphSamplerBase):
         self.ppr_chunk = check_int("ppr_chunk", ppr_chunk, low=1)
         self.ppr_engine = check_choice("ppr_engine", ppr_engine, ("auto", "push", "rwr_truncated"))
         self.walkers = check_int("walkers", walkers, low=1)
+        walkers, eps, sample, engine, chunk = self.walkers, self.ppr_eps, self.ppr_sample, self.ppr_engine, \
+            self.ppr_chunk
         if self.mode == "walk":
-            def planner(guard, stall_steps):
-                return WalkPlanner(n, b, guard, schedule, stall_steps, self.walkers)
+            def planner(guard, stall_steps, rounds):
+                return WalkPlanner(n, b, guard, schedule, stall_steps, walkers, rounds)
         else:
-            def planner(guard, stall_steps):
-                return PprPlanner(n, b, guard, schedule, self.ppr_eps, self.ppr_sample, self.ppr_engine,
-                                  self.ppr_chunk)
+            def planner(guard, stall_steps, rounds):
+                if rounds:
+                    raise ValueError("plan='rounds' is for mode='walk' (and KNNBatchSampler), not mode='ppr'")
+                return PprPlanner(n, b, guard, schedule, eps, sample, engine, chunk)
         super().__init__(n, b, planner=planner, k=k, candidates=candidates, metric=metric, labels=labels,
                          max_similarity=max_similarity, refresh_every=refresh_every,
                          warmup_epochs=warmup_epochs, drop_last=drop_last, seed=seed, embeddings=embeddings,

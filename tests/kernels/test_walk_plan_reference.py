@@ -169,8 +169,8 @@ def test_walk_kernel_equals_reference(trial):
     out = np.empty(n_plan, dtype=np.int64)
     counters = np.zeros(len(COUNTERS), dtype=np.int64)
     order = (perm, np.zeros(1, np.int64), np.array([state], dtype=np.uint64))
-    no_guard = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.float32), 0.0, 4096)
-    load().walk_plan((crow, col, degree_of(crow)), used.copy(), order, out, n_plan, batch, 1, np.uint64(p_thr), stall,
+    no_guard = (np.zeros(0, np.int64), np.zeros(0, np.int64), 1, np.zeros((0, 1), np.float32), 0.0, 4096)
+    load().walk_plan((crow, col, degree_of(crow)), used.copy(), order, out, n_plan, batch, np.uint64(p_thr), stall,
                      no_guard, walkers, counters)
     ref, steps, near_jumps, random_jumps = reference_plan(crow, col, used, perm, n_plan, batch, p_thr, stall, state,
                                                           walkers, HOPS2)
