@@ -67,7 +67,7 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
                          restart_probs: Sequence[float] = (0.1, 0.3, 0.6),
                          ppr_restart_probs: Sequence[float] = (0.3,),
                          ppr_candidates: Sequence[int | None] | None = None,
-                         baselines: bool = True) -> list[SamplerSpec]:
+                         baselines: bool = True, controls: bool = True) -> list[SamplerSpec]:
     """The sampler configurations :func:`compare_samplers` runs by default.
 
     Baselines (``RandomBatchSampler``, ``KNNBatchSampler`` with ``k = batch_size - 1`` (the
@@ -78,7 +78,11 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
     ``restart_probs`` p, and in ``mode="ppr"`` for every M in ``ppr_candidates`` (default: the
     same as ``candidates``) x ``ppr_restart_probs``; all with
     ``k`` neighbours per node. ``None`` in ``candidates`` means all N instances (exact kNN
-    graph); values above N are clipped to N.
+    graph); values above N are clipped to N. With ``controls`` the false-negative controls follow
+    (``docs/concepts.md``): RWR walk in rounds on the exact graph, kNN in rounds over ``4B``
+    candidates, the community-capped kNN in rounds (``k = 8B``, communities of ``1.5B``, at most
+    ``0.375B`` per community: the label-free :func:`~graphbatch.tune` choice on digits) and, when
+    pymetis is installed, B3's METIS clusters (``B / 8`` nodes, rank window 5).
 
     Args:
         num_nodes: N.
@@ -90,12 +94,14 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
         ppr_restart_probs: restart probabilities for ppr mode (empty: no ppr rows).
         ppr_candidates: values of M for ppr mode (default: ``candidates``).
         baselines: include the baseline samplers.
+        controls: include the false-negative-control and rounds configurations.
 
     Returns:
         A list of :class:`SamplerSpec`.
 
     Example:
-        >>> specs = default_sampler_grid(1000, 32, candidates=(100,), restart_probs=(0.2,), ppr_restart_probs=())
+        >>> specs = default_sampler_grid(1000, 32, candidates=(100,), restart_probs=(0.2,), ppr_restart_probs=(),
+        ...                              controls=False)
         >>> [s.name for s in specs]
         ['random', 'knn', 'cluster', 'bandwidth', 'rwr-walk M=100 p=0.2']
     """
@@ -133,6 +139,29 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
                     {"mode": mode, "k": min(k, m), "candidates": m, "restart_prob": float(p)},
                     f"rwr-{mode}",
                 ))
+    if controls:
+        specs += _control_specs(num_nodes, batch_size, k, max(ms))
+    return specs
+
+
+def _control_specs(n: int, b: int, k: int, m: int) -> list[SamplerSpec]:
+    """The false-negative controls and rounds planning, sized by the batch size."""
+    from .. import backend
+
+    specs = [
+        SamplerSpec("rwr-walk rounds M=all p=0.3", _samplers.RWRBatchSampler,
+                    {"k": min(k, n - 1), "candidates": n, "restart_prob": 0.3, "plan": "rounds"}, "rwr-walk rounds"),
+        SamplerSpec("knn rounds k=4B", _samplers.KNNBatchSampler,
+                    {"k": min(4 * b - 1, n - 1), "candidates": n, "plan": "rounds"}, "knn rounds"),
+        SamplerSpec("knn capped rounds", _samplers.KNNBatchSampler,
+                    {"k": min(8 * b - 1, n - 1), "candidates": n, "community_size": max(1, (3 * b) // 2),
+                     "max_per_community": max(1, (3 * b) // 8), "plan": "rounds"}, "knn capped"),
+    ]
+    if backend.WITH_PYMETIS:
+        km = min(20, n - 1, m)
+        specs.append(SamplerSpec("metis (B3)", _samplers.MetisBatchSampler,
+                                 {"cluster_size": max(2, b // 8), "k": km, "candidates": m,
+                                  "skip": max(0, min(5, m - km, n - 1 - km))}, "metis"))
     return specs
 
 

@@ -170,7 +170,7 @@ def plot_tradeoff(table: Table, *, x: str = "excess_hardness", y: str = "false_n
                         color=line.get_color())
     ax.set_xlabel(_LABELS.get(x, x))
     ax.set_ylabel(_LABELS.get(y, y))
-    ax.set_title("Hardness vs false negatives (RWR: lines over M, one per restart prob.)")
+    ax.set_title("Hardness vs false negatives (RWR: lines over M per restart prob.; markers: the rest)")
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return fig

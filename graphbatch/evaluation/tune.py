@@ -78,9 +78,9 @@ def default_tune_grid(num_nodes: int, batch_size: int, size: str = "full") -> di
     """``name -> (sampler class name, settings)`` searched by :func:`tune` (``size``: ``"full"`` or ``"small"``)."""
     b, n = batch_size, num_nodes
     grid: dict[str, tuple[str, dict]] = {"knn (paper)": ("KNNBatchSampler", {"candidates": None})}
-    depths = (4, 8) if size == "full" else (4,)
-    caps = (0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5) if size == "full" else (0.3125, 0.4375)
-    sizes = (1.0, 1.5, 2.0, 4.0) if size == "full" else (2.0,)
+    depths = (4, 8) if size == "full" else (8,)
+    caps = (0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5) if size == "full" else (0.3125, 0.375, 0.4375)
+    sizes = (1.0, 1.5, 2.0, 4.0) if size == "full" else (1.5, 2.0)
     for depth in depths:
         k = min(depth * b - 1, n - 1)
         for cs in sizes:
@@ -89,7 +89,7 @@ def default_tune_grid(num_nodes: int, batch_size: int, size: str = "full") -> di
                             "max_per_community": max(1, int(cap * b)), "plan": "rounds"}
                 grid[f"knn k={depth}B community={cs:g}B cap={cap:g}B rounds"] = ("KNNBatchSampler", settings)
     for p in ((0.2, 0.5) if size == "full" else (0.5,)):
-        for plan in ("sequential", "rounds"):
+        for plan in ("sequential", "rounds") if size == "full" else ("rounds",):
             grid[f"rwr walk k=20 M=all p={p:g} {plan}"] = (
                 "RWRBatchSampler", {"k": min(20, n - 1), "candidates": None, "restart_prob": p, "plan": plan})
     return grid
