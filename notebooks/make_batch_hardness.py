@@ -87,7 +87,8 @@ and scores every batch. Baselines: random, kNN (a random seed plus its nearest u
 cluster (k-means, TAS-Balanced style) and bandwidth (reverse Cuthill-McKee order, GCBS style).
 RWR runs in `walk` mode (the paper's walker) for several M and p, and in `ppr` mode (top
 personalised-PageRank scores) for one setting. The last rows are the false-negative controls of
-section 5 (rounds planning, the community-capped kNN, and B3's METIS clusters when pymetis is installed). `build_s` includes building the graph; `plan_s`
+section 5 (rounds planning, the community-capped kNN, and B3's METIS clusters when pymetis is
+installed). `build_s` includes building the graph; `plan_s`
 is drawing the epoch; timings depend on the machine and its load."""),
     ("code", """\
 grid = default_sampler_grid(N, BATCH_SIZE, k=K, candidates=(50, 200, None), restart_probs=(0.1, 0.3, 0.6),

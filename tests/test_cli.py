@@ -114,7 +114,8 @@ def test_analyze_own_embeddings(tmp_path, rng, capsys):
     assert report["dataset"]["num_instances"] == 240 and report["batch_size"] == 32
     assert report["command"][0] == "analyze" and report["seed"] == 0 and report["device"] == "cpu"
     names = [s["name"] for s in report["samplers"]]
-    assert names == ["random", "knn", "cluster", "bandwidth", "rwr-walk M=40 p=0.3", "rwr-walk M=all p=0.3"]
+    assert names[:6] == ["random", "knn", "cluster", "bandwidth", "rwr-walk M=40 p=0.3", "rwr-walk M=all p=0.3"]
+    assert names[6:9] == ["rwr-walk rounds M=all p=0.3", "knn rounds k=4B", "knn capped rounds"]  # the controls
     batches = json.loads((out / "batches.json").read_text())
     for s in report["samplers"]:
         assert len(s["hardness_by_quarter"]) == 4

@@ -325,8 +325,14 @@ def test_default_grid_names_and_settings():
     specs = default_sampler_grid(500, 32, k=8, candidates=(100, None, 1000), restart_probs=(0.2,),
                                  ppr_restart_probs=(0.5,), ppr_candidates=(100,))
     names = [s.name for s in specs]
+    from graphbatch import backend
+
+    controls = ["rwr-walk rounds M=all p=0.3", "knn rounds k=4B", "knn capped rounds"] + (
+        ["metis (B3)"] if backend.WITH_PYMETIS else [])
     assert names == ["random", "knn", "cluster", "bandwidth", "rwr-walk M=100 p=0.2", "rwr-walk M=all p=0.2",
-                     "rwr-ppr M=100 p=0.5"]  # None and 1000 both mean all 500 instances: deduplicated
+                     "rwr-ppr M=100 p=0.5"] + controls  # None and 1000 both mean all 500 instances: deduplicated
+    capped = specs[names.index("knn capped rounds")].settings
+    assert capped == {"k": 255, "candidates": 500, "community_size": 48, "max_per_community": 12, "plan": "rounds"}
     assert specs[4].settings == {"mode": "walk", "k": 8, "candidates": 100, "restart_prob": 0.2}
     assert specs[1].settings == {"k": 31, "candidates": 500}  # kNN baseline: seed + its B - 1 neighbours
     assert specs[2].settings == {"num_clusters": 16}
