@@ -48,8 +48,7 @@ def ref_debiased(z1, z2, t, tau_plus, beta, in_view=True, mask=None, extra=None,
     for pos, neg in anchors(z1, z2, t, in_view, mask, extra, symmetric):
         m = len(neg)
         w = [math.exp(beta * v) for v in neg]
-        mean_w = sum(w) / m
-        reweighted = sum(wi * math.exp(v) for wi, v in zip(w, neg)) / mean_w
+        reweighted = sum(wi * math.exp(v) for wi, v in zip(w, neg)) / (sum(w) / m) if m else 0.0
         ng = max((reweighted - tau_plus * m * math.exp(pos)) / (1 - tau_plus), m * math.exp(-1 / t))
         terms.append(-math.log(math.exp(pos) / (math.exp(pos) + ng)))
     return sum(terms) / len(terms)
