@@ -118,7 +118,8 @@ def _debiased(z1, z2, temperature, tau_plus, beta, symmetric, in_view, negatives
         else:
             # HCL: importance weights exp(beta s_ij), normalised to mean 1 over the anchor's negatives
             w = torch.where(live, (beta * neg_logit).exp(), torch.zeros_like(neg_logit))
-            weighted = (w * neg).sum(dim=1) / (w.sum(dim=1) / count.clamp_min(1.0))
+            mean_w = torch.where(count > 0, w.sum(dim=1) / count.clamp_min(1.0), torch.ones_like(count))
+            weighted = (w * neg).sum(dim=1) / mean_w  # an anchor without negatives keeps 0
         ng = (weighted - tau_plus * count * pos) / (1.0 - tau_plus)
         ng = torch.maximum(ng, count * math.exp(-1.0 / t))  # the estimator's lower bound
         return (-torch.log(pos / (pos + ng))).mean()
