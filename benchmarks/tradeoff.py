@@ -28,6 +28,7 @@ import torch
 
 import graphbatch as gb
 from graphbatch.evaluation import batch_hardness
+from graphbatch.losses import info_nce
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
@@ -65,7 +66,7 @@ def fmnist(data: Path):
         sampler.set_epoch(epoch)
         for batch in loader:
             v1, v2 = batch["views"]
-            loss = C.info_nce(model(v1), model(v2), 0.2)
+            loss = info_nce(model(v1), model(v2), temperature=0.2, in_view_negatives=False)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -29,6 +29,7 @@ from graphbatch.adapters import (
     embed_dataset,
 )
 from graphbatch.adapters import augment as A
+from graphbatch.losses import info_nce
 
 
 def make_graphs(n: int, seed: int) -> list:
@@ -71,11 +72,6 @@ class GIN(torch.nn.Module):
         return self.head(global_add_pool(x, batch.batch, size=batch.num_graphs))
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    return F.cross_entropy(z1 @ z2.t() / temperature, torch.arange(z1.shape[0]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
@@ -93,11 +89,13 @@ def main() -> None:
                               embeddings=embed_dataset(model, dataset, progress=False), seed=args.seed)
     loader = DataLoader(dataset, batch_sampler=sampler)  # PyG loader: a batch is [view1, view2]
 
-    step, t0 = 0, time.perf_counter()
+    step, epoch, t0 = 0, 0, time.perf_counter()
     while step < args.steps:
+        sampler.set_epoch(epoch)  # batches (and, through them, the augmentations) follow the epoch
+        epoch += 1
         for view1, view2 in loader:
             z1, z2 = model(view1), model(view2)
-            loss = info_nce(z1, z2)
+            loss = info_nce(z1, z2, temperature=0.2)  # NT-Xent (GraphCL)
             opt.zero_grad()
             loss.backward()
             opt.step()

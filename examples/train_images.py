@@ -12,20 +12,12 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from graphbatch import RWRBatchSampler
 from graphbatch.adapters import ImageDataset, embed_dataset, make_loader
 from graphbatch.adapters import augment as A
-
-
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    """Symmetric InfoNCE: view 1 of item i must pick view 2 of item i among the batch."""
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    logits = z1 @ z2.t() / temperature
-    target = torch.arange(z1.shape[0])
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+from graphbatch.losses import info_nce
 
 
 def main() -> None:
@@ -52,12 +44,14 @@ def main() -> None:
                               embeddings=emb, seed=args.seed)
     loader = make_loader(dataset, sampler)
 
-    step, t0 = 0, time.perf_counter()
+    step, epoch, t0 = 0, 0, time.perf_counter()
     while step < args.steps:
+        sampler.set_epoch(epoch)  # batches (and, through them, the augmentations) follow the epoch
+        epoch += 1
         for batch in loader:
             v1, v2 = batch["views"]
             z1, z2 = model(v1), model(v2)
-            loss = info_nce(z1, z2)
+            loss = info_nce(z1, z2, temperature=0.2, in_view_negatives=False)  # symmetric, cross-view
             opt.zero_grad()
             loss.backward()
             opt.step()

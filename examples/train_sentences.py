@@ -13,10 +13,10 @@ import time
 import zlib
 
 import torch
-import torch.nn.functional as F
 
 from graphbatch import RWRBatchSampler
 from graphbatch.adapters import SentenceDataset, embed_dataset, make_loader
+from graphbatch.losses import info_nce
 
 SUBJECTS = ["A man", "A woman", "The child", "An old farmer", "The chef", "A student", "The pilot", "A nurse"]
 VERBS = ["is cooking", "is reading", "is repairing", "is painting", "is carrying", "is washing"]
@@ -53,11 +53,6 @@ class BagOfWords(torch.nn.Module):
         return self.proj(self.drop(x))
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    return F.cross_entropy(z1 @ z2.t() / temperature, torch.arange(z1.shape[0]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
@@ -74,12 +69,14 @@ def main() -> None:
                               embeddings=embed_dataset(model, dataset, progress=False), seed=args.seed)
     loader = make_loader(dataset, sampler)
 
-    step, t0 = 0, time.perf_counter()
+    step, epoch, t0 = 0, 0, time.perf_counter()
     while step < args.steps:
+        sampler.set_epoch(epoch)  # batches (and, through them, the augmentations) follow the epoch
+        epoch += 1
         for batch in loader:
             anchors, positives = batch["views"]
             z1, z2 = model(anchors), model(positives)  # different dropout masks
-            loss = info_nce(z1, z2)
+            loss = info_nce(z1, z2, temperature=0.05, symmetric=False, in_view_negatives=False)  # SimCSE
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -71,14 +71,6 @@ def make_sampler(name: str, n: int, batch_size: int, *, seed: int, embeddings: t
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric in-batch InfoNCE (SimCLR NT-Xent across views / SimCSE with ``temperature=0.05``)."""
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    logits = z1 @ z2.t() / temperature
-    target = torch.arange(z1.shape[0], device=z1.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-
-
 class HardnessLog:
     """Every ``every`` steps: hardness / false negatives of the batch just used vs a random batch.
 

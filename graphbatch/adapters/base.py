@@ -68,12 +68,15 @@ class IndexedDataset(torch.utils.data.Dataset):
             seed = check_seed("seed", seed)
         self.seed = seed
         self.epoch = 0
+        self._serving_epoch: int | None = None  # the epoch of the batch being served (see __getitems__)
 
     def set_epoch(self, epoch: int) -> None:
-        """Change the per-item augmentation streams (only matters with a ``seed``).
+        """Change the per-item augmentation streams of items fetched outside a graphbatch sampler's batches.
 
-        With ``persistent_workers=True`` the workers hold their own copy of the
-        dataset, so call this before the loader's workers start.
+        A batch from a graphbatch sampler carries its epoch and overrides this (see
+        :meth:`__getitems__`): with graphbatch samplers there is no need to call it. With another
+        sampler and ``persistent_workers=True`` the workers hold their own copy of the dataset, so
+        call this before the loader's workers start.
         """
         self.epoch = check_int("epoch", epoch, low=0)
 
@@ -94,8 +97,21 @@ class IndexedDataset(torch.utils.data.Dataset):
     def _get(self, i: int) -> Any:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not implement _get(i)")
 
+    def __getitems__(self, indices: Any) -> list:
+        """The items of a batch. A batch from a graphbatch sampler carries its epoch (``indices.epoch``):
+        the augmentations then follow that epoch, whatever ``self.epoch`` is (in every DataLoader worker)."""
+        epoch = getattr(indices, "epoch", None)
+        if epoch is None or epoch < 0:
+            return [self[i] for i in indices]
+        self._serving_epoch = int(epoch)
+        try:
+            return [self[i] for i in indices]
+        finally:
+            self._serving_epoch = None
+
     def _generator(self, index: int, view: int) -> torch.Generator | None:
-        return item_generator(self.seed, self.epoch, index, view)
+        epoch = self.epoch if self._serving_epoch is None else self._serving_epoch
+        return item_generator(self.seed, epoch, index, view)
 
 
 def _sampler_num_nodes(sampler: Any) -> int | None:

@@ -23,10 +23,29 @@ from ..kernels.slots import COUNTERS
 from .bank import EmbeddingBank
 from .distributed import all_gather_rows, is_distributed, world_default
 
-__all__ = ["EpochBatchSampler", "STATE_VERSION"]
+__all__ = ["EpochBatchSampler", "EpochBatch", "STATE_VERSION"]
 
 STATE_VERSION = 1
 _REFRESH_ERRORS = (RuntimeError, ValueError, MemoryError)
+
+
+class EpochBatch(list):
+    """A batch of node indices (a ``list`` of ints) that knows the epoch it belongs to (``.epoch``).
+
+    The dataset adapters read it (``IndexedDataset.__getitems__``), so augmentations follow the
+    sampler's epoch without a ``dataset.set_epoch`` call, in the main process and in workers.
+    """
+
+    __slots__ = ("epoch",)
+
+    def __reduce__(self):
+        return _epoch_batch, (list(self), self.epoch)
+
+
+def _epoch_batch(items: list[int], epoch: int) -> EpochBatch:
+    b = EpochBatch(items)
+    b.epoch = epoch
+    return b
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -204,7 +223,8 @@ class EpochBatchSampler(Sampler[list[int]]):
             if self._plan_list is None:  # one conversion per plan; slicing a list is cheap
                 self._plan_list = self._plan_arr.tolist()
             g = self._global_index(self._yielded)
-            batch = self._plan_list[g * b: min((g + 1) * b, n)]
+            batch = EpochBatch(self._plan_list[g * b: min((g + 1) * b, n)])
+            batch.epoch = self._epoch
             self._yielded += 1
             self._step += 1
             self.stats["batches"] += 1

@@ -27,7 +27,7 @@ from typing import Any, Union
 import torch
 import torch.nn.functional as F
 
-from ..._validation import check_int, check_probability, check_real
+from ..._validation import check_bool, check_int, check_probability, check_real
 from .base import Compose, RandomApply, Transform, rand, uniform
 
 __all__ = ["RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "RandomGrayscale", "GaussianNoise",
@@ -317,13 +317,15 @@ class Normalize(Transform):
 
 
 def simclr_augment(size: Union[int, tuple[int, int]], *, strength: float = 0.5, blur: bool = False,
-                   seed: int | None = None) -> Compose:
-    """A SimCLR-style pipeline: resized crop, flip, colour jitter, grey-scale, (blur,) noise.
+                   flip: bool = True, seed: int | None = None) -> Compose:
+    """A SimCLR-style pipeline: resized crop, (flip,) colour jitter, grey-scale, (blur,) noise.
 
     Args:
         size: output size of the crop.
         strength: colour-jitter strength ``s`` (brightness/contrast/saturation ``0.8 s``).
         blur: add a random Gaussian blur (kernel about a tenth of the image side).
+        flip: random horizontal flips; turn off where a mirror image is another class or no image
+            at all (digits, text, many icons).
         seed: seeds the pipeline's own generator.
 
     Example:
@@ -333,7 +335,9 @@ def simclr_augment(size: Union[int, tuple[int, int]], *, strength: float = 0.5, 
         torch.Size([3, 8, 8])
     """
     s = check_real("strength", strength, low=0.0, high=10.0)
-    ts: list = [RandomResizedCrop(size, scale=(0.2, 1.0)), RandomHorizontalFlip()]
+    ts: list = [RandomResizedCrop(size, scale=(0.2, 1.0))]
+    if check_bool("flip", flip):
+        ts.append(RandomHorizontalFlip())
     if s > 0:
         ts.append(RandomApply(ColorJitter(0.8 * s, 0.8 * s, 0.8 * s), p=0.8))
     ts.append(RandomGrayscale(p=0.2))
