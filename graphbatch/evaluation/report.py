@@ -307,16 +307,7 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
         _write_per_batch_csv(outdir.path("per_batch.csv"), details)
         _write_json(outdir.path("batches.json"), {name: det["batches"] for name, det in details.items()},
                     indent=None)
-        plot_files: list[str] = []
-        if plots:
-            from .plots import save_comparison_plots
-
-            # baselines plus two RWR settings: the hardest one and the one of median hardness
-            rwr = sorted((s for s in details if s.startswith("rwr")),
-                         key=lambda s: details[s]["summary"]["mean_excess_hardness"])
-            picked = list(dict.fromkeys([rwr[len(rwr) // 2], rwr[-1]])) if rwr else []
-            epoch_names = [s for s in details if not s.startswith("rwr")] + picked
-            plot_files = save_comparison_plots(table, details, outdir.tmp, epoch_names=epoch_names)
+        plot_files = _plots(table, details, outdir.tmp) if plots else []
         report = {
             "tool": "graphbatch",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -346,6 +337,16 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
     print(f"wrote {', '.join(report['files'] + ['report.json'])} to {final}", file=stream)
     report["out"] = str(final)
     return report
+
+
+def _plots(table: Any, details: dict[str, dict[str, Any]], folder: Path) -> list[str]:
+    """The comparison plots; along the epoch: every non-RWR sampler and the median and hardest RWR settings."""
+    from .plots import save_comparison_plots
+
+    rwr = sorted((s for s in details if s.startswith("rwr")), key=lambda s: details[s]["summary"]["mean_excess_hardness"])
+    picked = list(dict.fromkeys([rwr[len(rwr) // 2], rwr[-1]])) if rwr else []
+    epoch_names = [s for s in details if not s.startswith("rwr")] + picked
+    return save_comparison_plots(table, details, folder, epoch_names=epoch_names)
 
 
 def _write_per_batch_csv(path: Path, details: dict[str, dict[str, Any]]) -> None:
