@@ -343,7 +343,8 @@ def _plots(table: Any, details: dict[str, dict[str, Any]], folder: Path) -> list
     """The comparison plots; along the epoch: every non-RWR sampler and the median and hardest RWR settings."""
     from .plots import save_comparison_plots
 
-    rwr = sorted((s for s in details if s.startswith("rwr")), key=lambda s: details[s]["summary"]["mean_excess_hardness"])
+    rwr = sorted((s for s in details if s.startswith("rwr")),
+                 key=lambda s: details[s]["summary"]["mean_excess_hardness"])
     picked = list(dict.fromkeys([rwr[len(rwr) // 2], rwr[-1]])) if rwr else []
     epoch_names = [s for s in details if not s.startswith("rwr")] + picked
     return save_comparison_plots(table, details, folder, epoch_names=epoch_names)
