@@ -40,6 +40,7 @@ __all__ = [
     "as_index_tensor",
     "as_float_matrix",
     "as_embedding_rows",
+    "to_float32",
 ]
 
 MAX_SEED = 2**63 - 1
@@ -263,3 +264,14 @@ def as_embedding_rows(name: str, value: Any, *, width: int | None = None) -> tor
     if width is not None and value.shape[1] != width:
         raise ValueError(f"{name} must have width d={width} (the bank's), got {value.shape[1]}")
     return value
+
+
+def to_float32(name: str, t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, refusing finite values that float32 cannot hold (they would become infinite)."""
+    out = t.to(torch.float32)
+    if t.dtype == torch.float64 and out.numel() and not bool(torch.isfinite(out).all()) \
+            and bool(torch.isfinite(t).all()):
+        biggest = float(t.abs().max())
+        raise ValueError(f"{name} must fit in float32, got values too large for float32 (max |x| = {biggest:.3g}); "
+                         f"scale the embeddings (cosine similarity does not change)")
+    return out

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
@@ -77,7 +79,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="torch device for graph building and metrics, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace --out even if it is a non-empty folder that is not a graphbatch output")
+                   help="write into --out even if it holds files graphbatch did not write (they are kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -101,8 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze", help="compare samplers on your own embeddings (.npy)",
         description="Run every sampler for one epoch on your embeddings, print the table, write plots and "
                     "report.json to --out.")
-    ana.add_argument("--embeddings", required=True, help="(N, d) float array saved with numpy.save")
-    ana.add_argument("--labels", default=None, help="optional (N,) labels saved with numpy.save")
+    ana.add_argument("--embeddings", required=True,
+                     help="(N, d) array: .npy, .npz (FILE.npz:NAME for one of several arrays), .csv/.tsv/.txt "
+                          "(numeric, optional header); bool/uint8 fingerprints are read as 0/1")
+    ana.add_argument("--labels", default=None,
+                     help="optional (N,) labels: .npy, .npz, or a text file with one label per line (strings allowed)")
     ana.add_argument("--out", required=True, help="output folder")
     _add_common(ana)
     return parser
@@ -125,13 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .evaluation.report import CLIError, digits_embeddings, load_array, run_analysis
 
+    previous = _terminate_as_exit()
     try:
         if args.command == "demo":
             emb, labels, desc = digits_embeddings(args.dim)
             dataset = {"name": "sklearn digits", "embedding": desc}
         else:
             emb = load_array("--embeddings", args.embeddings)
-            labels = load_array("--labels", args.labels) if args.labels else None
+            labels = load_array("--labels", args.labels, labels=True) if args.labels else None
             dataset = {"name": os.path.basename(args.embeddings), "embedding": "user-provided",
                        "embeddings_path": os.path.abspath(args.embeddings),
                        "labels_path": os.path.abspath(args.labels) if args.labels else None}
@@ -147,4 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         print(f"graphbatch: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminate_as_exit():
+    """Make SIGTERM unwind like Ctrl-C (so a half-written output folder is removed); returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        print("graphbatch: terminated", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, handler)

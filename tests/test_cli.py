@@ -190,20 +190,64 @@ def test_failure_mid_run_leaves_previous_output_intact(tmp_path, rng, capsys, mo
     emb, y = _clustered(rng, n=60)
     np.save(tmp_path / "E.npy", emb)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "report.json").write_text('{"old": true}')
+    args = ["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--batch-size", "16", "--quiet",
+            "--no-plots", "--candidates", "30", "--restart-probs", "0.3", "--ppr-restart-probs", ""]
+    assert cli.main(args) == 0  # an earlier, complete output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
 
     def boom(*args, **kwargs):
         raise RuntimeError("sampler exploded")
 
     monkeypatch.setattr(report_mod, "compare_samplers", boom)
-    rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--batch-size", "16",
-                   "--quiet"])
+    rc = cli.main(args)
     err = capsys.readouterr().err
     assert rc == 1 and "sampler exploded" in err
-    assert json.loads((out / "report.json").read_text()) == {"old": True}
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert _leftovers(tmp_path) == []
+
+
+def test_output_folder_never_deletes_files_it_did_not_write(tmp_path, rng, capsys):
+    """A folder holding a report.json (but not written by graphbatch) used to be replaced wholesale."""
+    emb, _ = _clustered(rng, n=60)
+    np.save(tmp_path / "E.npy", emb)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.json").write_text('{"my": "own report"}')
+    (out / "notes.txt").write_text("keep me")
+    args = ["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--batch-size", "16", "--quiet",
+            "--no-plots", "--candidates", "30", "--restart-probs", "0.3", "--ppr-restart-probs", ""]
+    assert cli.main(args) == 1 and "--overwrite" in capsys.readouterr().err
+    assert (out / "report.json").read_text() == '{"my": "own report"}'
+    assert cli.main(args + ["--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "keep me"  # other files are kept
+    assert json.loads((out / "report.json").read_text())["tool"] == "graphbatch"
+    assert cli.main(args) == 1  # notes.txt is still not ours: refused again without --overwrite
+    (out / "notes.txt").unlink()
+    assert cli.main(args) == 0  # now it holds exactly what graphbatch wrote: replaced
+    assert _leftovers(tmp_path) == []
+
+
+def test_sigterm_leaves_no_partial_folder(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    x = np.random.default_rng(0).normal(size=(20000, 32)).astype(np.float32)
+    np.save(tmp_path / "E.npy", x)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "graphbatch", "analyze", "--embeddings", str(tmp_path / "E.npy"),
+                             "--out", str(out), "--quiet", "--batch-size", "64"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".out.partial-*")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.partial-*")), "the run did not start writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
+    assert _leftovers(tmp_path) == [] and not out.exists()
 
 
 def test_cli_process_error_has_no_traceback(tmp_path, rng):
@@ -271,3 +315,60 @@ def test_analyze_on_cuda(tmp_path, rng, capsys):
         bl = batches[s["name"]]
         assert sorted(i for b in bl for i in b) == list(range(240))
         assert s["false_negative_rate"] == pytest.approx(np.mean([_brute_fn(y, b) for b in bl]), abs=1e-9)
+
+
+def _analyze(tmp_path, emb_arg, labels_arg=None, extra=()):
+    out = tmp_path / f"out{abs(hash(emb_arg)) % 10**6}"
+    args = ["analyze", "--embeddings", emb_arg, "--out", str(out), "--batch-size", "16", "--quiet", "--no-plots",
+            "--candidates", "30", "--restart-probs", "0.3", "--ppr-restart-probs", "", *extra]
+    if labels_arg:
+        args += ["--labels", labels_arg]
+    rc = cli.main(args)
+    return rc, out
+
+
+def test_analyze_reads_npz_csv_tsv_txt_and_fingerprints(tmp_path, rng, capsys):
+    emb, y = _clustered(rng, n=64)
+    ref = None
+    np.savez(tmp_path / "one.npz", emb=emb)
+    np.savez(tmp_path / "two.npz", emb=emb, other=emb[:3])
+    np.savetxt(tmp_path / "e.csv", emb, delimiter=",", header="a,b,c,d,e,f,g,h"[: 2 * emb.shape[1] - 1],
+               comments="")
+    np.savetxt(tmp_path / "e.tsv", emb, delimiter="\t")
+    np.savetxt(tmp_path / "e.txt", emb)
+    (tmp_path / "y.csv").write_text("label\n" + "\n".join(f"class-{v}" for v in y) + "\n")
+    for arg in (str(tmp_path / "one.npz"), str(tmp_path / "two.npz") + ":emb", str(tmp_path / "e.csv"),
+                str(tmp_path / "e.tsv"), str(tmp_path / "e.txt")):
+        rc, out = _analyze(tmp_path, arg, str(tmp_path / "y.csv"))
+        assert rc == 0, capsys.readouterr().err
+        rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["samplers"]}
+        if ref is None:
+            ref = rows
+        assert rows["random"]["false_negative_rate"] == pytest.approx(ref["random"]["false_negative_rate"])
+        assert rows["knn"]["excess_hardness"] == pytest.approx(ref["knn"]["excess_hardness"], abs=1e-5)
+    rc, _ = _analyze(tmp_path, str(tmp_path / "two.npz"))
+    assert rc == 1 and "two.npz:NAME" in capsys.readouterr().err
+    fp = rng.random((64, 40)) < 0.3
+    np.save(tmp_path / "fp.npy", fp)
+    rc, _ = _analyze(tmp_path, str(tmp_path / "fp.npy"))
+    assert rc == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, match", [(b"", "is empty"), (b"\x93NUMPY garbage", "cannot read")])
+def test_unreadable_npy_is_one_line_not_a_traceback(tmp_path, content, match):
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.npy").write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "graphbatch", "analyze", "--embeddings", str(tmp_path / "bad.npy"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 1 and match in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_small_candidates_do_not_blame_a_k_the_user_never_set(tmp_path, rng, capsys):
+    """--candidates 20 with batch 64 used to fail with 'candidates must be >= k=63' (the kNN baseline's k)."""
+    emb, y = _clustered(rng, n=200)
+    np.save(tmp_path / "E.npy", emb)
+    rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(tmp_path / "o"), "--quiet",
+                   "--no-plots", "--batch-size", "64", "--k", "10", "--candidates", "20", "--ppr-restart-probs", ""])
+    assert rc == 0, capsys.readouterr().err

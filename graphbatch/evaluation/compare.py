@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import samplers as _samplers
-from .._validation import as_float_matrix, check_int
+from .._validation import as_float_matrix, check_int, to_float32
 from .hardness import batch_hardness, epoch_summary, label_codes, unit_rows
 from .table import Table
 
@@ -70,10 +70,9 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
                          baselines: bool = True, controls: bool = True) -> list[SamplerSpec]:
     """The sampler configurations :func:`compare_samplers` runs by default.
 
-    Baselines (``RandomBatchSampler``, ``KNNBatchSampler`` with ``k = batch_size - 1`` (the
-    paper's kNN baseline) and ``BandwidthBatchSampler`` with ``k`` neighbours, both on the
-    largest M, ``ClusterBatchSampler(num_clusters=ceil(N /
-    batch_size))``),
+    Baselines (``RandomBatchSampler``, ``KNNBatchSampler`` with ``k = batch_size - 1`` on the exact
+    graph (the paper's kNN baseline), ``BandwidthBatchSampler`` with ``k`` neighbours on the largest M,
+    ``ClusterBatchSampler(num_clusters=ceil(N / batch_size))``),
     then ``RWRBatchSampler`` in ``mode="walk"`` for every ``candidates`` M x
     ``restart_probs`` p, and in ``mode="ppr"`` for every M in ``ppr_candidates`` (default: the
     same as ``candidates``) x ``ppr_restart_probs``; all with
@@ -124,7 +123,7 @@ def default_sampler_grid(num_nodes: int, batch_size: int, *, k: int = 10,
             SamplerSpec("random", _samplers.RandomBatchSampler, {}, "random"),
             # the paper's kNN baseline: a seed and its B - 1 nearest neighbours
             SamplerSpec("knn", _samplers.KNNBatchSampler,
-                        {"k": min(max(batch_size - 1, 1), num_nodes - 1), "candidates": max(ms)}, "knn"),
+                        {"k": min(max(batch_size - 1, 1), num_nodes - 1), "candidates": num_nodes}, "knn"),
             SamplerSpec("cluster", _samplers.ClusterBatchSampler,
                         {"num_clusters": max(1, math.ceil(num_nodes / batch_size))}, "cluster"),
             SamplerSpec("bandwidth", _samplers.BandwidthBatchSampler, {"k": k, "candidates": max(ms)},
@@ -277,7 +276,7 @@ def compare_samplers(embeddings: Any, labels: Any = None, *, batch_size: int,
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"samplers must have distinct names, got {names}")
-    z32 = z.to(torch.float32)
+    z32 = to_float32("embeddings", z)
     if warmup:
         _warm_up(specs, z32, batch_size, seed)
     rows: list[dict[str, Any]] = []

@@ -7,9 +7,8 @@ is the demo's embedding of scikit-learn's bundled digits (1,797 real 8x8 images 
 no download): standardise the 64 pixel intensities, project on the top 32 principal
 components (full SVD, deterministic), L2-normalise.
 
-Outputs are written atomically: everything goes to a hidden temporary folder beside the
-output folder, which is renamed into place only when complete; on failure it is removed,
-so a folder with a ``report.json`` is always a complete run.
+The output folder is written by :class:`~graphbatch.evaluation.output.OutputDir`: completely or not
+at all, and never deleting files graphbatch did not write.
 """
 from __future__ import annotations
 
@@ -17,9 +16,7 @@ import datetime as _dt
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +26,9 @@ import numpy as np
 
 from .._validation import check_int
 from .compare import compare_samplers, default_sampler_grid
+from .files import FileError, read_array
 from .hardness import global_mean_cosine
+from .output import OutputDir, OutputError
 from .table import to_json_safe
 
 __all__ = ["run_analysis", "digits_embeddings", "load_array", "environment_info", "CLIError"]
@@ -93,16 +92,12 @@ def digits_embeddings(dim: int = 32) -> tuple[np.ndarray, np.ndarray, str]:
     return z.astype(np.float32), y.astype(np.int64), desc
 
 
-def load_array(name: str, path: str) -> np.ndarray:
+def load_array(name: str, path: str, *, labels: bool = False) -> np.ndarray:
+    """:func:`graphbatch.evaluation.files.read_array`, with its errors as :class:`CLIError`."""
     try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CLIError(f"{name}: file not found: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"{name}: cannot read {path} as a .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray):
-        raise CLIError(f"{name}: {path} holds an .npz archive, expected a single .npy array")
-    return arr
+        return read_array(name, path, labels=labels)
+    except FileError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _to_device(embeddings: np.ndarray, device: str) -> Any:
@@ -123,7 +118,7 @@ def _to_device(embeddings: np.ndarray, device: str) -> Any:
 def _check_inputs(emb: np.ndarray, labels: np.ndarray | None, batch_size: int) -> None:
     if emb.ndim != 2:
         raise CLIError(f"embeddings must be a 2-D array (N, d), got shape {emb.shape}")
-    if emb.dtype.kind not in "iuf":
+    if emb.dtype.kind not in "biuf":
         raise CLIError(f"embeddings must be numeric, got dtype {emb.dtype}")
     n = emb.shape[0]
     if n < 2 or emb.shape[1] < 1:
@@ -150,54 +145,6 @@ def _check_inputs(emb: np.ndarray, labels: np.ndarray | None, batch_size: int) -
 # --------------------------------------------------------------------------------------------
 # Atomic output folder
 # --------------------------------------------------------------------------------------------
-class _OutputDir:
-    """Write into a hidden temp folder beside ``target``; rename it into place on :meth:`commit`."""
-
-    def __init__(self, target: str, overwrite: bool):
-        self.target = Path(target).expanduser().absolute()
-        if self.target.exists():
-            if not self.target.is_dir():
-                raise CLIError(f"--out {self.target} exists and is not a folder")
-            entries = list(self.target.iterdir())
-            ours = (self.target / "report.json").is_file()
-            if entries and not ours and not overwrite:
-                raise CLIError(f"--out {self.target} exists, is not empty and is not a graphbatch output; "
-                               f"choose another folder or pass --overwrite")
-        parent = self.target.parent
-        if parent.exists() and not parent.is_dir():
-            raise CLIError(f"cannot write the output folder {self.target}: {parent} is not a folder")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like mkdir's
-        except OSError as exc:
-            raise CLIError(f"cannot write the output folder {self.target}: {exc.strerror or exc}") from None
-
-    def path(self, name: str) -> Path:
-        return self.tmp / name
-
-    def commit(self) -> Path:
-        backup = None
-        if self.target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
-            os.rmdir(backup)
-            os.rename(self.target, backup)
-        try:
-            os.rename(self.tmp, self.target)
-        except OSError:
-            if backup is not None:
-                os.rename(backup, self.target)
-            raise
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-        return self.target
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
 def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -255,15 +202,15 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
     Args:
         embeddings: (N, d) numeric array.
         labels: optional (N,) labels.
-        out: output folder (replaced atomically; an existing non-empty folder that is not a
-            previous graphbatch output is refused unless ``overwrite``).
+        out: output folder (written atomically; a folder holding files graphbatch did not write is
+            refused unless ``overwrite``, and those files are never deleted).
         batch_size, k, candidates, restart_probs, ppr_restart_probs, ppr_candidates: the sampler grid, see
             :func:`graphbatch.evaluation.default_sampler_grid`.
         temperature: InfoNCE temperature.
         seed: sampler seed.
         plots: write PNG plots.
         progress: tqdm progress bar over samplers (on stderr).
-        overwrite: allow replacing a non-empty folder that is not a graphbatch output.
+        overwrite: allow writing into a folder that holds other files (they are kept).
         dataset: description stored in the report.
         stream: where to print the table (default stdout).
         command: the command-line arguments, recorded in the report.
@@ -296,7 +243,10 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
     specs = default_sampler_grid(n, batch_size, k=k, candidates=candidates, restart_probs=restart_probs,
                                  ppr_restart_probs=ppr_restart_probs, ppr_candidates=ppr_candidates)
     data = _to_device(embeddings, device)
-    outdir = _OutputDir(out, overwrite)
+    try:
+        outdir = OutputDir(out, overwrite)
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
     try:
         t0 = time.perf_counter()
         table, details = compare_samplers(data, labels, batch_size=batch_size, samplers=specs, seed=seed,

@@ -2,6 +2,10 @@
 
 An ``(N, d)`` tensor on the embeddings' device, plus two host masks: ``seen`` (the row
 was written at least once) and ``dirty`` (written since the model was last built).
+Rules: rows given for one index in one write are **averaged** (in the order given, so the
+result is the same on every run, device and rank; two views of a batch give their mean);
+a later write replaces the row. The bank is float32, or float64 when the first rows are
+float64 (half-precision rows are stored in float32, never the other way round).
 
 Example:
     >>> import torch
@@ -43,12 +47,19 @@ class EmbeddingBank:
         return self.num_nodes - int(self.seen.sum())
 
     def write(self, idx: torch.Tensor, emb: torch.Tensor) -> None:
-        """Store rows ``emb`` at ``idx`` (allocating the bank with ``emb``'s width, dtype and device first)."""
+        """Store rows ``emb`` at ``idx`` (allocating the bank on ``emb``'s device first); see the module rules."""
         if self.rows is None:
-            self.rows = torch.zeros((self.num_nodes, emb.shape[1]), dtype=emb.dtype, device=emb.device)
+            dtype = torch.float64 if emb.dtype == torch.float64 else torch.float32
+            self.rows = torch.zeros((self.num_nodes, emb.shape[1]), dtype=dtype, device=emb.device)
         if idx.numel() == 0:
             return
-        self.rows[idx.to(self.rows.device)] = emb.to(self.rows.device, self.rows.dtype)
+        idx = idx.to(self.rows.device)
+        emb = emb.to(self.rows.device, self.rows.dtype)
+        uniq, inverse, counts = torch.unique(idx, return_inverse=True, return_counts=True)
+        if uniq.numel() == idx.numel():
+            self.rows[idx] = emb
+        else:
+            self.rows[uniq] = _mean_by_group(emb, inverse, counts)
         host = idx.cpu().numpy()
         self.seen[host] = True
         self.dirty[host] = True
@@ -64,3 +75,20 @@ class EmbeddingBank:
         self.rows = None
         self.seen[:] = False
         self.dirty[:] = False
+
+
+def _mean_by_group(emb: torch.Tensor, group: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean of the rows of each group, summed in the order given: deterministic on CPU and CUDA.
+
+    The r-th occurrences of all groups are added in one step (``r = 0, 1, ...``): within a step
+    every target is distinct, so no two additions race and the result does not depend on threads.
+    """
+    order = torch.sort(group, stable=True).indices
+    g = group[order]
+    start = torch.cumsum(counts, 0) - counts  # first position of each group in the sorted order
+    rank = torch.arange(g.numel(), device=g.device) - start[g]
+    out = torch.zeros((counts.numel(), emb.shape[1]), dtype=emb.dtype, device=emb.device)
+    for r in range(int(counts.max())):
+        at = rank == r
+        out[g[at]] += emb[order[at]]
+    return out / counts.unsqueeze(1).to(emb.dtype)

@@ -21,11 +21,10 @@ from torch.utils.data import Sampler
 from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_int, check_seed
 from ..kernels.slots import COUNTERS
 from .bank import EmbeddingBank
-from .distributed import all_gather_rows, is_distributed, world_default
+from .distributed import agree, all_gather_rows, is_distributed, world_default
+from .state import STATE_VERSION, dump, restore
 
 __all__ = ["EpochBatchSampler", "EpochBatch", "STATE_VERSION"]
-
-STATE_VERSION = 1
 _REFRESH_ERRORS = (RuntimeError, ValueError, MemoryError)
 
 
@@ -127,6 +126,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         if initial_state is not None:
             self.warmup_epochs = 0
             self._install(initial_state, None)
+        if len(self) == 0:
+            warnings.warn(f"{type(self).__name__}: with drop_last=True, {self._num_plan_batches} full batches of "
+                          f"{self.batch_size} and {self.num_replicas} ranks, every rank gets 0 batches per epoch",
+                          RuntimeWarning, stacklevel=2)
 
     @property
     def learns(self) -> bool:
@@ -169,27 +172,37 @@ class EpochBatchSampler(Sampler[list[int]]):
         return np.random.default_rng([self.seed, *[int(p) for p in parts]])
 
     def _begin_epoch(self) -> None:
-        self._epoch = self._next_epoch
-        self._next_epoch = self._epoch + 1
-        self._yielded = 0
-        self._in_progress = True
-        self.stats["epochs"] += 1
-        if self._state is None and self.learns and self._epoch >= self.warmup_epochs:
+        """Plan the next epoch, then mark it in progress (a plan that fails leaves the sampler as it was)."""
+        epoch = self._next_epoch
+        waits = 0
+        if self._state is None and self.learns and epoch >= self.warmup_epochs:
             if self._bank.complete:
                 self.refresh()
             else:
-                self.stats["graph_waits"] += 1
-        self._make_plan(consumed=0, replan=False)
+                waits = 1
+        plan, counters = self._compute_plan(epoch, consumed=0)
+        self._epoch, self._next_epoch = epoch, epoch + 1
+        self._yielded = 0
+        self._in_progress = True
+        self.stats["epochs"] += 1
+        self.stats["graph_waits"] += waits
+        self._install_plan(plan, counters, replan=False)
 
     def _make_plan(self, consumed: int, replan: bool) -> None:
-        """(Re)plan every node not in the first ``consumed`` plan batches."""
+        """(Re)plan every node not in the first ``consumed`` plan batches of the current epoch."""
+        plan, counters = self._compute_plan(self._epoch, consumed)
+        self._install_plan(plan, counters, replan)
+
+    def _compute_plan(self, epoch: int, consumed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The plan of ``epoch`` whose first ``consumed`` batches are the current plan's; changes nothing."""
         n, b = self.num_nodes, self.batch_size
         keep = min(consumed * b, n)
         used = np.zeros(n, dtype=bool)
         if keep:
             used[self._plan_arr[:keep]] = True
-        rng = self._rng(self._epoch, consumed, self._version)
+        rng = self._rng(epoch, consumed, self._version)
         n_plan = n - keep
+        counters = None
         if not n_plan:
             part = np.empty(0, dtype=np.int64)
         elif self._model is None:
@@ -197,14 +210,19 @@ class EpochBatchSampler(Sampler[list[int]]):
             part = rest[rng.permutation(rest.shape[0])]
         else:
             prepared = self._prepared if self._state is not None else None
-            part, counters = self._model.plan(prepared, used, n_plan, rng, consumed, self._epoch)
-            for i, name in enumerate(COUNTERS):
-                self.stats[name] += int(counters[i])
+            part, counters = self._model.plan(prepared, used, n_plan, rng, consumed, epoch)
         if part.shape[0] != n_plan:
             raise RuntimeError(f"internal error: planner returned {part.shape[0]} nodes, expected {n_plan}")
-        self._plan_arr = np.concatenate([self._plan_arr[:keep], part]) if keep else part.astype(np.int64)
+        plan = np.concatenate([self._plan_arr[:keep], part]) if keep else part.astype(np.int64)
+        return plan, counters
+
+    def _install_plan(self, plan: np.ndarray, counters: np.ndarray | None, replan: bool) -> None:
+        self._plan_arr = plan
         self._plan_list = None
         self._plan_version = self._version
+        if counters is not None:
+            for i, name in enumerate(COUNTERS):
+                self.stats[name] += int(counters[i])
         self.stats["replans" if replan else "plans"] += 1
         if self._state is None and not replan:
             self.stats["random_epochs"] += 1
@@ -285,7 +303,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         rows changed since the last build; full otherwise. The new model is built and
         prepared completely before it replaces the old one: on failure the previous
         model stays in use, untouched, a warning is issued and ``stats["refresh_failures"]``
-        grows (the changed rows stay marked, so the next refresh retries).
+        grows (the changed rows stay marked, so the next refresh retries). Under
+        ``torch.distributed`` a refresh is collective: every rank must call it (the periodic
+        refreshes do, at the same batch on every rank), and the new model is installed only
+        if every rank built it.
 
         Returns:
             True when a new model was installed.
@@ -308,6 +329,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         if self._bank.rows is None or not self._bank.complete:
             raise RuntimeError(f"cannot build the graph yet: {self._bank.missing} of {self.num_nodes} rows were "
                                "never passed to update() (finish a warm-up epoch, or pass embeddings=)")
+        failure: BaseException | None = None
         try:
             rows = self._bank.rows
             if not bool(torch.isfinite(rows).all()):
@@ -316,11 +338,16 @@ class EpochBatchSampler(Sampler[list[int]]):
             state, kind = self._build()
             prepared = self._model.prepare(state, self._bank, self._spare)
         except _REFRESH_ERRORS as exc:
+            failure = exc
+        # distributed: the new model is installed only where every rank built it, so ranks never diverge
+        if not agree(failure is None) and failure is None:
+            failure = RuntimeError("the refresh failed on another rank")
+        if failure is not None:
             self.stats["refresh_failures"] += 1
-            self.stats["last_refresh_error"] = f"{type(exc).__name__}: {exc}"
+            self.stats["last_refresh_error"] = f"{type(failure).__name__}: {failure}"
             warnings.warn(f"{type(self).__name__}: refresh failed, keeping the previous "
                           f"{'graph' if self._state is not None else 'random batches'} "
-                          f"({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+                          f"({type(failure).__name__}: {failure})", RuntimeWarning, stacklevel=2)
             return False
         self._commit(state, prepared, kind)
         return True
@@ -341,8 +368,20 @@ class EpochBatchSampler(Sampler[list[int]]):
             self.stats[f"{kind}_refreshes"] += 1
 
     # ------------------------------------------------------------------ state
+    def config(self) -> dict[str, Any]:
+        """Every setting that decides the batches (a resumed state must have been saved with the same)."""
+        out: dict[str, Any] = {"num_nodes": self.num_nodes, "batch_size": self.batch_size,
+                               "drop_last": self.drop_last, "seed": self.seed, "refresh_every": self.refresh_every,
+                               "num_replicas": self.num_replicas, "rank": self.rank}
+        if self._model is not None:
+            out.update(self._model.config())
+        return out
+
     def state_dict(self, *, include_bank: bool = True) -> dict[str, Any]:
         """Everything needed to resume mid-epoch and to keep refreshing identically.
+
+        The dict holds only tensors, numbers, strings, bools, ``None`` and dicts, so
+        ``torch.load(path, weights_only=True)`` reads a saved one.
 
         Args:
             include_bank: store the embedding bank (needed for identical future refreshes; it is
@@ -357,57 +396,18 @@ class EpochBatchSampler(Sampler[list[int]]):
             >>> list(t) == list(it)
             True
         """
-        bank = self._bank
-        return {
-            "format": type(self).__name__, "version": STATE_VERSION,
-            "num_nodes": self.num_nodes, "batch_size": self.batch_size, "drop_last": self.drop_last,
-            "seed": self.seed, "num_replicas": self.num_replicas, "rank": self.rank,
-            "epoch": self._epoch, "next_epoch": self._next_epoch, "in_progress": self._in_progress,
-            "yielded": self._yielded, "step": self._step, "last_refresh_step": self._last_refresh_step,
-            "plan": None if self._plan_arr is None else torch.from_numpy(self._plan_arr.copy()),
-            "plan_version": self._plan_version, "model_version": self._version,
-            "model": self._model.state_dict(self._state) if self._state is not None else None,
-            "bank": None if (bank.rows is None or not include_bank) else bank.rows.detach().cpu().clone(),
-            "seen": torch.from_numpy(bank.seen.copy()), "dirty": torch.from_numpy(bank.dirty.copy()),
-            "stats": dict(self.stats),
-        }
+        return dump(self, check_bool("include_bank", include_bank))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; the next pass continues the interrupted epoch.
 
+        Everything is checked before anything changes: a state that fails leaves the sampler as it was.
+
         Raises:
-            ValueError: the state comes from a sampler of another kind or configuration.
+            ValueError: the state comes from a sampler of another kind or configuration (the message
+                names every setting that differs), or holds an invalid plan, counters, bank or model.
         """
-        if not isinstance(state, dict) or state.get("format") != type(self).__name__:
-            raise ValueError(f"state must be a state_dict of a {type(self).__name__}, got "
-                             f"{state.get('format') if isinstance(state, dict) else type(state).__name__}")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state has version {state.get('version')}, expected {STATE_VERSION}")
-        for key in ("num_nodes", "batch_size", "drop_last", "num_replicas", "rank"):
-            if state[key] != getattr(self, key):
-                raise ValueError(f"state was saved with {key}={state[key]}, this sampler has "
-                                 f"{key}={getattr(self, key)}")
-        self.seed = state["seed"]
-        self._epoch, self._next_epoch = state["epoch"], state["next_epoch"]
-        self._in_progress, self._yielded = state["in_progress"], state["yielded"]
-        self._step, self._last_refresh_step = state["step"], state["last_refresh_step"]
-        self._plan_arr = None if state["plan"] is None else state["plan"].numpy().astype(np.int64)
-        self._plan_list = None
-        self._plan_version, self._version = state["plan_version"], state["model_version"]
-        bank = self._bank
-        bank.seen = state["seen"].numpy().copy()
-        bank.dirty = state["dirty"].numpy().copy()
-        if state["bank"] is not None:
-            dev = bank.rows.device if bank.rows is not None else "cpu"
-            bank.rows = state["bank"].to(dev).clone()
-        elif self.learns:  # saved without the bank: it must be filled again by update()
-            bank.forget()
-        self._state = None
-        if state["model"] is not None:
-            dev = bank.rows.device if bank.rows is not None else torch.device("cpu")
-            self._state = self._model.load_state(state["model"], dev)
-            self._prepared = self._model.prepare(self._state, bank, self._spare)
-        self.stats = dict(state["stats"])
+        restore(self, state)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_nodes={self.num_nodes}, batch_size={self.batch_size}, "

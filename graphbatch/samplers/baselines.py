@@ -180,7 +180,7 @@ class BandwidthBatchSampler(GraphSamplerBase):
             if rounds:
                 raise ValueError("plan='rounds' has no meaning for BandwidthBatchSampler (its batches are chunks "
                                  "of one ordering)")
-            return OrderPlanner(b, lambda g: rcm_order(g, thr))
+            return OrderPlanner(b, lambda g: rcm_order(g, thr), threshold=thr)
 
         super().__init__(num_nodes, batch_size, planner=planner, k=k, candidates=candidates, **kwargs)
 

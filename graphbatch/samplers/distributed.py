@@ -8,7 +8,7 @@ import torch
 
 from .._validation import check_int
 
-__all__ = ["world_default", "is_distributed", "all_gather_rows"]
+__all__ = ["world_default", "is_distributed", "all_gather_rows", "agree"]
 
 
 def is_distributed() -> bool:
@@ -50,3 +50,16 @@ def all_gather_rows(idx: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor,
     dist.all_gather(emb_all, emb_p)
     return (torch.cat([t[:s] for t, s in zip(idx_all, sizes_l)]),
             torch.cat([t[:s] for t, s in zip(emb_all, sizes_l)]))
+
+
+def agree(ok: bool) -> bool:
+    """Whether ``ok`` holds on every rank (an all-reduce of a flag; ``ok`` itself outside distributed runs)."""
+    if not is_distributed():
+        return ok
+    dist = torch.distributed
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())

@@ -23,7 +23,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,13 +44,15 @@ class GraphState:
 
     ``raw`` is the directed top-k graph before ``mutual`` (kept only then: incremental
     refreshes splice their rows into it); ``communities`` the community of every node
-    (only with a community cap).
+    (only with a community cap); ``guard`` the similarity guard's embeddings as of this
+    build (only with ``max_similarity``: a resumed sampler must not take the bank's later rows).
     """
 
     graph: ProximityGraph
     draw: int = 0
     communities: np.ndarray | None = None
     raw: ProximityGraph | None = None
+    guard: np.ndarray | None = None
 
 
 class GraphBuilder:
@@ -187,7 +189,11 @@ class GraphModel:
         self.builder, self.planner = builder, planner
 
     def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
-        return self.builder.build(bank, previous, seed)
+        state, kind = self.builder.build(bank, previous, seed)
+        guard = getattr(self.planner, "guard", None)
+        if guard is not None and guard.max_similarity is not None:
+            state = replace(state, guard=guard.embeddings(bank))
+        return state, kind
 
     def prepare(self, state: GraphState, bank: Any, recycle: Any) -> Any:
         return self.planner.prepare(state, bank, recycle)
@@ -196,27 +202,30 @@ class GraphModel:
              epoch: int) -> tuple[np.ndarray, np.ndarray]:
         return self.planner.plan(prepared, used, n_plan, rng, consumed, epoch)
 
+    def config(self) -> dict[str, Any]:
+        return {**self.builder.config(), **self.planner.config()}
+
     def state_dict(self, state: GraphState) -> dict[str, Any]:
-        out: dict[str, Any] = {"config": self.builder.config(), "pool_draw": state.draw}
+        out: dict[str, Any] = {"pool_draw": state.draw}
         for key, g in (("", state.graph), ("raw_", state.raw)):
             if g is not None:
                 out.update({f"{key}crow": g.crow.cpu(), f"{key}col": g.col.cpu(), f"{key}values": g.values.cpu()})
-        if state.communities is not None:
-            out["communities"] = torch.from_numpy(state.communities.copy())
+        for key in ("communities", "guard"):
+            if getattr(state, key) is not None:
+                out[key] = torch.from_numpy(getattr(state, key).copy())
         return out
 
     def load_state(self, d: dict[str, Any], device: torch.device) -> GraphState:
-        mine = self.builder.config()
-        theirs = d.get("config", {})
-        differ = sorted(k for k in mine if k in theirs and theirs[k] != mine[k])
-        if differ:
-            raise ValueError("state was saved with another graph configuration: " + ", ".join(
-                f"{k}={theirs[k]!r} (this sampler: {mine[k]!r})" for k in differ))
         n = self.builder.num_nodes
         g = ProximityGraph(d["crow"], d["col"], d["values"], n).to(device)
         raw = ProximityGraph(d["raw_crow"], d["raw_col"], d["raw_values"], n).to(device) if "raw_crow" in d else None
         comm = d["communities"].numpy().astype(np.int64) if d.get("communities") is not None else None
-        return GraphState(g, int(d.get("pool_draw", 0)), comm, raw)
+        if comm is not None and comm.shape != (n,):
+            raise ValueError(f"state['model']['communities'] must have {n} entries, got {comm.shape}")
+        guard = d["guard"].numpy().copy() if d.get("guard") is not None else None
+        if guard is not None and (guard.ndim != 2 or guard.shape[0] != n):
+            raise ValueError(f"state['model']['guard'] must have {n} rows, got shape {guard.shape}")
+        return GraphState(g, int(d.get("pool_draw", 0)), comm, raw, guard)
 
 
 class ClusterModel:
@@ -228,6 +237,9 @@ class ClusterModel:
 
     def __init__(self, batch_size: int, num_clusters: int, metric: str) -> None:
         self.batch_size, self.num_clusters, self.metric = batch_size, num_clusters, metric
+
+    def config(self) -> dict[str, Any]:
+        return {"num_clusters": self.num_clusters, "metric": self.metric}
 
     def build(self, bank: Any, previous: Any, seed: int) -> tuple[np.ndarray, str]:
         from .. import backend
@@ -263,6 +275,8 @@ class ClusterModel:
     def state_dict(state: tuple[np.ndarray, int]) -> dict[str, Any]:
         return {"assignments": torch.from_numpy(state[0].copy()), "builds": state[1]}
 
-    @staticmethod
-    def load_state(d: dict[str, Any], device: torch.device) -> tuple[np.ndarray, int]:
-        return d["assignments"].numpy().astype(np.int64), int(d.get("builds", 0))
+    def load_state(self, d: dict[str, Any], device: torch.device) -> tuple[np.ndarray, int]:
+        a = d["assignments"].numpy().astype(np.int64)
+        if a.ndim != 1 or (a.size and (a.min() < 0 or a.max() >= self.num_clusters)):
+            raise ValueError(f"assignments must be cluster ids in [0, {self.num_clusters}), got {a.shape}")
+        return a, int(d.get("builds", 0))

@@ -80,6 +80,11 @@ class Guard:
         self.scan_limit = scan_limit
         self.max_per_community = max_per_community
 
+    def config(self) -> dict[str, Any]:
+        groups = None if self.groups is None else int(np.abs(self.groups * 2654435761 + 7).sum() % (2**61 - 1))
+        return {"max_similarity": self.max_similarity, "max_per_community": self.max_per_community,
+                "groups_checksum": groups, "scan_limit": self.scan_limit}
+
     def embeddings(self, bank: Any) -> np.ndarray | None:
         """Guard embeddings from the bank rows (``None`` without a similarity guard or a bank)."""
         if self.max_similarity is None or bank is None or bank.rows is None:
@@ -159,7 +164,7 @@ def host_graph(state: Any, bank: Any, recycle: Any, guard: Guard) -> HostGraph:
     values = _host_copy(old.values if old else None, graph.values, np.float64)
     d = np.diff(crow)
     deg = int(d[0]) if d.size and d[0] > 0 and bool((d == d[0]).all()) else 0
-    return HostGraph(graph, crow, col, values, deg, guard.embeddings(bank), state.communities)
+    return HostGraph(graph, crow, col, values, deg, state.guard, state.communities)
 
 
 class _HostPlanner(ABC):
@@ -167,6 +172,13 @@ class _HostPlanner(ABC):
 
     def __init__(self, num_nodes: int, batch_size: int, guard: Guard) -> None:
         self.num_nodes, self.batch_size, self.guard = num_nodes, batch_size, guard
+
+    def config(self) -> dict[str, Any]:
+        return {**self.guard.config(), **self._config()}
+
+    @abstractmethod
+    def _config(self) -> dict[str, Any]:
+        """The planner's own settings (with ``mode``)."""
 
     def prepare(self, state: Any, bank: Any, recycle: Any) -> HostGraph:
         return host_graph(state, bank, recycle, self.guard)
@@ -229,6 +241,10 @@ class WalkPlanner(_HostPlanner):
         super().__init__(num_nodes, batch_size, guard)
         self.restart_prob, self.stall_steps, self.walkers, self.rounds = restart_prob, stall_steps, walkers, rounds
 
+    def _config(self) -> dict[str, Any]:
+        return {"mode": "walk", "plan": "rounds" if self.rounds else "sequential", "walkers": self.walkers,
+                "stall_steps": self.stall_steps}
+
     def _plan(self, prepared: HostGraph, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
               epoch: int) -> tuple[np.ndarray, np.ndarray]:
         perm = rng.permutation(self.num_nodes).astype(np.int64, copy=False)
@@ -264,6 +280,10 @@ class PprPlanner(_HostPlanner):
                  eps: float | None, sample: bool, engine: str, chunk: int) -> None:
         super().__init__(num_nodes, batch_size, guard)
         self.restart_prob, self.eps, self.sample, self.engine, self.chunk = restart_prob, eps, sample, engine, chunk
+
+    def _config(self) -> dict[str, Any]:
+        return {"mode": "ppr", "ppr_eps": self.eps, "ppr_sample": self.sample, "ppr_engine": self.engine,
+                "ppr_chunk": self.chunk}
 
     def engine_for(self, graph: ProximityGraph) -> str:
         if self.engine != "auto":
@@ -317,6 +337,9 @@ class RankedPlanner(_HostPlanner):
         super().__init__(num_nodes, batch_size, guard)
         self.rounds = rounds
 
+    def _config(self) -> dict[str, Any]:
+        return {"mode": "ranked", "plan": "rounds" if self.rounds else "sequential"}
+
     def _plan(self, prepared: HostGraph, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
               epoch: int) -> tuple[np.ndarray, np.ndarray]:
         cands = (prepared.crow, prepared.col, prepared.values)
@@ -346,8 +369,11 @@ class OrderPlanner:
         order_of: ``graph -> (N,) int64 ordering`` (e.g. reverse Cuthill-McKee).
     """
 
-    def __init__(self, batch_size: int, order_of: Callable[[ProximityGraph], np.ndarray]) -> None:
-        self.batch_size, self.order_of = batch_size, order_of
+    def __init__(self, batch_size: int, order_of: Callable[[ProximityGraph], np.ndarray], **settings: Any) -> None:
+        self.batch_size, self.order_of, self.settings = batch_size, order_of, settings
+
+    def config(self) -> dict[str, Any]:
+        return {"mode": "order", **self.settings}
 
     def prepare(self, state: Any, bank: Any, recycle: Any) -> np.ndarray:
         return self.order_of(state.graph)
@@ -370,6 +396,10 @@ class CommunityPlanner:
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
+
+    @staticmethod
+    def config() -> dict[str, Any]:
+        return {"mode": "community"}
 
     @staticmethod
     def prepare(state: Any, bank: Any, recycle: Any) -> np.ndarray | None:

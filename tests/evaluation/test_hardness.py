@@ -334,7 +334,7 @@ def test_default_grid_names_and_settings():
     capped = specs[names.index("knn capped rounds")].settings
     assert capped == {"k": 255, "candidates": 500, "community_size": 48, "max_per_community": 12, "plan": "rounds"}
     assert specs[4].settings == {"mode": "walk", "k": 8, "candidates": 100, "restart_prob": 0.2}
-    assert specs[1].settings == {"k": 31, "candidates": 500}  # kNN baseline: seed + its B - 1 neighbours
+    assert specs[1].settings == {"k": 31, "candidates": 500}  # kNN baseline: seed + its B - 1 exact neighbours
     assert specs[2].settings == {"num_clusters": 16}
     with pytest.raises(ValueError, match="batch_size"):
         default_sampler_grid(10, 11)

@@ -30,6 +30,7 @@ def make(cls, n, b, emb=None, **kw):
     return cls(n, b, embeddings=emb, **extra)
 
 
+@pytest.mark.filterwarnings("ignore:.*every rank gets 0 batches:RuntimeWarning")
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cls=st.sampled_from(CLASSES), n=st.integers(2, 150), bfrac=st.floats(0.01, 1.0),
        drop_last=st.booleans(), seed=st.integers(0, 1000), world=st.integers(1, 3))

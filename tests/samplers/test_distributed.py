@@ -56,3 +56,100 @@ def test_two_process_gloo(tmp_path):
         assert sorted(i for bt in plan for i in bt) == list(range(N))
         assert per[1][5] == plan[0]  # the padded batch wraps around to the epoch's first batch
     assert res[0]["stats"]["refreshes"] >= 2 and res[0]["stats"]["random_epochs"] == 1
+
+
+def _two_view_worker(rank: int, world: int, store: str, outdir: str) -> None:
+    """SimCLR-style updates: every rank passes both views of its batch (each index twice)."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        from graphbatch import RWRBatchSampler
+
+        n, b = 300, 16
+        g = np.random.default_rng(1)
+        emb = torch.tensor(g.normal(size=(n, 8)), dtype=torch.float32)
+        s = RWRBatchSampler(n, b, k=6, candidates=40, seed=5, refresh_every=3)
+        epochs = []
+        for epoch in range(3):
+            s.set_epoch(epoch)
+            batches = []
+            for bt in s:
+                batches.append(list(bt))
+                idx = torch.tensor(bt)
+                z1 = emb[idx] + 0.1 * torch.randn(len(bt), 8)  # each rank draws its own views: they differ
+                z2 = emb[idx] + 0.1 * torch.randn(len(bt), 8)
+                s.update(torch.cat([idx, idx]), torch.cat([z1, z2]))
+            epochs.append(batches)
+        torch.save({"epochs": epochs, "bank": s.bank, "crow": s.graph.crow, "col": s.graph.col,
+                    "plan": torch.from_numpy(s._plan_arr.copy()), "len": len(s)},
+                   os.path.join(outdir, f"views{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_three_process_two_view_updates_keep_ranks_identical(tmp_path):
+    world, n, b = 3, 300, 16
+    mp.spawn(_two_view_worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world, join=True)
+    res = [torch.load(tmp_path / f"views{r}.pt", weights_only=False) for r in range(world)]
+    for r in range(1, world):
+        assert torch.equal(res[0]["bank"], res[r]["bank"])
+        assert torch.equal(res[0]["crow"], res[r]["crow"]) and torch.equal(res[0]["col"], res[r]["col"])
+        assert torch.equal(res[0]["plan"], res[r]["plan"])
+    nb = -(-n // b)
+    for e in range(3):
+        per = [res[r]["epochs"][e] for r in range(world)]
+        plan = [per[g % world][g // world] for g in range(nb)]
+        assert sorted(i for bt in plan for i in bt) == list(range(n))  # every epoch a partition of range(N)
+
+
+def _failing_refresh_worker(rank: int, world: int, store: str, outdir: str) -> None:
+    """A refresh that fails on rank 1 only (a transient out-of-memory) must fail on every rank."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        from graphbatch import RWRBatchSampler
+        from graphbatch.samplers.models import GraphBuilder
+
+        n, b = 200, 10
+        emb = torch.tensor(np.random.default_rng(2).normal(size=(n, 6)), dtype=torch.float32)
+        s = RWRBatchSampler(n, b, k=5, candidates=30, seed=1, refresh_every=4, embeddings=emb)
+        real = GraphBuilder.build
+        calls = {"n": 0}
+
+        def flaky(self, bank, previous, seed):
+            calls["n"] += 1
+            if rank == 1 and calls["n"] == 1:
+                raise RuntimeError("CUDA out of memory (simulated, rank 1 only)")
+            return real(self, bank, previous, seed)
+
+        GraphBuilder.build = flaky
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            epochs = []
+            for epoch in range(2):
+                s.set_epoch(epoch)
+                batches = []
+                for bt in s:
+                    batches.append(list(bt))
+                    s.update(bt, emb[bt] * (2.0 + epoch))
+                epochs.append(batches)
+        torch.save({"epochs": epochs, "version": s._version, "stats": s.stats, "col": s.graph.col},
+                   os.path.join(outdir, f"flaky{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_refresh_failing_on_one_rank_fails_on_all(tmp_path):
+    world, n, b = 2, 200, 10
+    mp.spawn(_failing_refresh_worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world, join=True)
+    res = [torch.load(tmp_path / f"flaky{r}.pt", weights_only=False) for r in range(world)]
+    assert res[0]["version"] == res[1]["version"]  # the same graph versions on both ranks
+    assert res[0]["stats"]["refresh_failures"] == res[1]["stats"]["refresh_failures"] == 1
+    assert "another rank" in res[0]["stats"]["last_refresh_error"]
+    assert torch.equal(res[0]["col"], res[1]["col"])
+    nb = -(-n // b)
+    for e in range(2):
+        plan = [res[g % world]["epochs"][e][g // world] for g in range(nb)]
+        assert sorted(i for bt in plan for i in bt) == list(range(n))

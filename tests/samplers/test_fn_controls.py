@@ -93,7 +93,7 @@ def test_sampler_graph_carries_the_controls(rng):
     ref = gb.build_proximity_graph(emb, 5, method="exact", skip=2, mutual=True)
     assert s.graph.equal(ref, atol=1e-6)
     state = s.state_dict()
-    assert state["model"]["config"]["skip"] == 2 and state["model"]["config"]["mutual"] is True
+    assert state["config"]["skip"] == 2 and state["config"]["mutual"] is True
     other = gb.RWRBatchSampler(n, 12, k=5, candidates=None, skip=3, mutual=True)
     with pytest.raises(ValueError, match="skip=2 \\(this sampler: 3\\)"):
         other.load_state_dict(state)

@@ -47,6 +47,7 @@ def test_epochs_partition_property(n, bfrac, k, m, p, mode, drop_last, seed, use
                 assert len(lb) == len(set(lb.tolist()))
 
 
+@pytest.mark.filterwarnings("ignore:.*every rank gets 0 batches:RuntimeWarning")
 @settings(**{**SETTINGS, "max_examples": 15})
 @given(n=st.integers(1, 200), bfrac=st.floats(0.01, 1.0), world=st.integers(1, 4), drop_last=st.booleans(),
        seed=st.integers(0, 1000))
