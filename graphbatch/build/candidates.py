@@ -192,7 +192,7 @@ def candidates_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[tor
     bsz = min(a.block_size, n)
     r = n if rows is None else rows.numel()
     out_i = torch.empty((r, k), dtype=torch.int64, device=dev)
-    out_v = torch.empty((r, k), dtype=sc.x.dtype, device=dev)
+    out_v = torch.empty((r, k), dtype=sc.dtype, device=dev)
     if r == 0:
         return out_i, out_v
     width = m + 1
@@ -209,15 +209,15 @@ def candidates_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[tor
         pos[anchor_perm] = torch.arange(n, device=dev)
         blocks = torch.zeros(_num_blocks(n, bsz), dtype=torch.bool)
         blocks[(pos[rows] // bsz).cpu()] = True
-    x, sq = sc.x, sc.sq
+    sq = sc.sq
     group = max(1, _ANCHORS_PER_STEP.get(dev.type, 1024) // bsz)
     n_steps = _num_blocks(_num_blocks(n, bsz) if blocks is None else int(blocks.sum()), group)
     bar = progress_bar(a.progress, n_steps, "proximity graph (candidates)")
     for anchors, pools, slot in _iter_plan(n, m, bsz, a.seed, dev, group=group, blocks=blocks):
         g, bb = anchors.shape
         cols = pools if pad == 0 else torch.cat([pools, pools[:, :pad]], dim=1)
-        xa = x.index_select(0, anchors.reshape(-1)).view(g, bb, -1)
-        xp = x.index_select(0, cols.reshape(-1)).view(g, width + pad, -1)
+        xa = sc.take(anchors.reshape(-1)).view(g, bb, -1)
+        xp = sc.take(cols.reshape(-1)).view(g, width + pad, -1)
         s = torch.bmm(xa, xp.transpose(1, 2))
         if sq is not None:  # euclidean: -|a - p|^2
             s.mul_(2.0).sub_(sq[anchors].unsqueeze(2)).sub_(sq[cols].unsqueeze(1)).clamp_(max=0.0)

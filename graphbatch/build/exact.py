@@ -29,7 +29,7 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
     anchors_all = torch.arange(n, device=dev) if rows is None else rows
     r = anchors_all.numel()
     out_i = torch.empty((r, k), dtype=torch.int64, device=dev)
-    out_v = torch.empty((r, k), dtype=sc.x.dtype, device=dev)
+    out_v = torch.empty((r, k), dtype=sc.dtype, device=dev)
     if r == 0:
         return out_i, out_v
     # rows x cols of one score block <= chunk_size (at least 64 rows / k + 1 columns).
@@ -37,17 +37,17 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
     cols_per = max(min(n, k + 1), min(n, a.chunk_size // rows_per))
     if cols_per < n:
         cols_per = max(cols_per - cols_per % GROUP, min(n, k + 1))  # keep topk_rows' fast path
-    x, sq = sc.x, sc.sq
+    sq = sc.sq
     n_chunks = _num_blocks(r, rows_per)
     bar = progress_bar(a.progress, n_chunks, "proximity graph (exact)")
     for start in range(0, r, rows_per):
         anchors = anchors_all[start:start + rows_per]
-        xa = x.index_select(0, anchors)
+        xa = sc.take(anchors)
         sqa = None if sq is None else sq.index_select(0, anchors)
         best_v = best_i = None
         for c0 in range(0, n, cols_per):
             c1 = min(n, c0 + cols_per)
-            s = sc.scores(xa, x[c0:c1], sqa, None if sq is None else sq[c0:c1])
+            s = sc.scores(xa, sc.span(c0, c1), sqa, None if sq is None else sq[c0:c1])
             if not a.self_loops:
                 inside = (anchors >= c0) & (anchors < c1)
                 ri = inside.nonzero().squeeze(1)

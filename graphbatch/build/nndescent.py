@@ -25,7 +25,7 @@ _NND_QUERY_EPSILON = 0.3
 def nndescent_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     pynndescent = backend.require("pynndescent", "method='nndescent'")
     n, k = a.n, a.k
-    data = sc.x.detach().to("cpu", torch.float32).numpy()
+    data = sc.span(0, n).detach().to("cpu", torch.float32).numpy()
     want = k if a.self_loops else k + 1
     seed = a.seed
     if a.metric == "ip":
@@ -57,8 +57,8 @@ def nndescent_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torc
     missing = idx < 0
     safe = idx.clamp(min=0)
     anc = torch.from_numpy(anchors.ravel()).to(a.device)
-    xa = sc.x.index_select(0, anc)
-    xb = sc.x.index_select(0, safe.reshape(-1)).view(idx.shape[0], k, -1)
+    xa = sc.take(anc)
+    xb = sc.take(safe.reshape(-1)).view(idx.shape[0], k, -1)
     val = torch.einsum("rd,rkd->rk", xa, xb)
     if a.metric == "euclidean":
         val = (2.0 * val - sc.sq[anc].unsqueeze(1) - sc.sq[safe]).clamp(max=0.0)

@@ -1,6 +1,6 @@
 """Similarity scoring for the graph builders: embeddings prepared once per metric, and a fast row-wise top-k.
 
-Similarities (``metric``): ``"cosine"`` ``<x/|x|, y/|y|>`` (rows normalised once; an
+Similarities (``metric``): ``"cosine"`` ``<x/|x|, y/|y|>`` (rows normalised as taken; an
 all-zero row has similarity 0 to everything), ``"ip"`` the inner product, ``"euclidean"``
 the negative squared distance ``-|x - y|^2``. Scores are computed in float32 (float64 for
 float64 embeddings; float16/bfloat16 inputs in float32) by matrix products on the chosen device.
@@ -9,7 +9,8 @@ Example:
     >>> import torch
     >>> from graphbatch.build.scoring import Scorer, topk_rows
     >>> sc = Scorer(torch.eye(3), "cosine", torch.device("cpu"))
-    >>> topk_rows(sc.scores(sc.x, sc.x), 1)[1].view(-1).tolist()
+    >>> x = sc.span(0, 3)
+    >>> topk_rows(sc.scores(x, x), 1)[1].view(-1).tolist()
     [0, 1, 2]
 """
 from __future__ import annotations
@@ -20,10 +21,16 @@ __all__ = ["Scorer", "topk_rows", "GROUP", "NEG_INF", "progress_bar"]
 
 NEG_INF = float("-inf")
 GROUP = 8  # group width of the two-stage top-k
+_NORM_EPS = 1e-12  # torch.nn.functional.normalize's default
 
 
 class Scorer:
-    """Embeddings prepared once for a metric: rows normalised for cosine, squared norms for euclidean."""
+    """Embeddings prepared once for a metric: row norms for cosine, squared norms for euclidean.
+
+    Cosine rows are normalised as they are taken (:meth:`take`, :meth:`span`): dividing a row
+    by its cached norm gives the very bits of ``torch.nn.functional.normalize``, without a
+    normalised copy of all ``N`` rows.
+    """
 
     def __init__(self, x: torch.Tensor, metric: str, device: torch.device,
                  ceiling: float | torch.Tensor | None = None) -> None:
@@ -33,11 +40,23 @@ class Scorer:
         # similarity ceiling (``margin``): a number, or one per anchor; candidates above it are dropped
         self.ceiling = ceiling.to(device=device, dtype=dtype) if isinstance(ceiling, torch.Tensor) else ceiling
         self.sq: torch.Tensor | None = None
+        self.norm: torch.Tensor | None = None
         if metric == "cosine":
-            x = torch.nn.functional.normalize(x, dim=1)
+            self.norm = x.norm(2, 1, keepdim=True).clamp_min(_NORM_EPS)  # as F.normalize
         elif metric == "euclidean":
             self.sq = (x * x).sum(1)
         self.x = x.contiguous()
+        self.dtype = dtype
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """The prepared rows ``idx`` (normalised for cosine), a new tensor."""
+        rows = self.x.index_select(0, idx)
+        return rows if self.norm is None else rows.div_(self.norm.index_select(0, idx))
+
+    def span(self, start: int, stop: int) -> torch.Tensor:
+        """The prepared rows ``start:stop`` (a view of the input unless cosine)."""
+        rows = self.x[start:stop]
+        return rows if self.norm is None else rows / self.norm[start:stop]
 
     def scores(self, a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,
                b_sq: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,8 +77,8 @@ class Scorer:
     def self_scores(self, idx: torch.Tensor) -> torch.Tensor:
         """Similarity of each row in ``idx`` with itself."""
         if self.metric == "euclidean":
-            return torch.zeros(idx.numel(), dtype=self.x.dtype, device=self.x.device)
-        a = self.x.index_select(0, idx)
+            return torch.zeros(idx.numel(), dtype=self.dtype, device=self.x.device)
+        a = self.take(idx)
         return (a * a).sum(1)
 
 

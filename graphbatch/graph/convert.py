@@ -97,20 +97,65 @@ def from_neighbors(cls: type, index: Any, scores: Any = None, num_nodes: int | N
     return from_coo(cls, row[keep], flat[keep], sc.reshape(-1)[keep], n)
 
 
-def table_to_csr(idx: torch.Tensor, sc: torch.Tensor,
-                 n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+#: Rows sorted at once by :func:`sort_table_rows` (bounds its temporaries to a few MiB per 64 columns).
+TABLE_CHUNK_ROWS = 1 << 16
+
+
+def sort_table_rows(idx: torch.Tensor, sc: torch.Tensor, out_idx: torch.Tensor, out_sc: torch.Tensor,
+                    anchors: torch.Tensor | None = None) -> bool:
+    """Sort each row of a neighbour table by id into ``out_idx``/``out_sc`` (may be ``idx``/``sc``).
+
+    Rows are sorted in chunks of :data:`TABLE_CHUNK_ROWS`, so the temporaries stay small.
+
+    Args:
+        idx: ``(R, K)`` int64 neighbour ids.
+        sc: ``(R, K)`` scores.
+        out_idx, out_sc: outputs of the same shapes (``idx`` and ``sc`` themselves: in place).
+        anchors: the node of each row; a row holding its own node is then rejected.
+
+    Returns:
+        ``False`` when a slot is empty (``-1``), a row repeats an id or holds its anchor; the
+        outputs are then partly written (each written row a permutation of its input row).
+    """
+    r, k = idx.shape
+    for a in range(0, r, TABLE_CHUNK_ROWS):
+        b = min(r, a + TABLE_CHUNK_ROWS)
+        c, order = torch.sort(idx[a:b], dim=1)
+        if bool((c[:, 0] < 0).any()) or (k > 1 and bool((c[:, 1:] == c[:, :-1]).any())):
+            return False
+        if anchors is not None and bool((c == anchors[a:b, None]).any()):
+            return False
+        out_sc[a:b] = torch.gather(sc[a:b], 1, order)
+        out_idx[a:b] = c
+    return True
+
+
+def table_to_csr(idx: torch.Tensor, sc: torch.Tensor, n: int, *, inplace: bool = False,
+                 self_loops: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Canonical CSR of a full ``(R, K)`` table with distinct entries per row (``R <= n`` rows), else ``None``.
 
-    One sort within each row replaces the global COO sort and de-duplication: about
-    ``R K`` int64 of extra memory instead of several ``R K``-sized temporaries.
+    One sort within each row (:func:`sort_table_rows`) replaces the global COO sort and
+    de-duplication; the result takes ``R K`` ids and values more (nothing more with ``inplace``).
+
+    Args:
+        idx: ``(R, K)`` int64 neighbour ids; row ``i`` lists the neighbours of node ``i``.
+        sc: ``(R, K)`` scores.
+        n: number of nodes.
+        inplace: sort ``idx`` and ``sc`` in place and return views of them (the caller owns
+            both); after a ``None`` their rows may be permuted.
+        self_loops: ``False``: a row holding its own node gives ``None`` too.
+
+    Returns:
+        ``(crow, col, values)``, or ``None`` (an empty slot, a repeated id in a row, a refused self-loop).
     """
     r, k = idx.shape
     if k == 0 or r == 0:
         return None
-    col, order = torch.sort(idx, dim=1)
-    if bool((col[:, 0] < 0).any()) or (k > 1 and bool((col[:, 1:] == col[:, :-1]).any())):
+    col = idx if inplace else torch.empty_like(idx)
+    values = sc if inplace else torch.empty_like(sc)
+    anchors = None if self_loops else torch.arange(r, device=idx.device)
+    if not sort_table_rows(idx, sc, col, values, anchors):
         return None
-    values = torch.gather(sc, 1, order)
     crow = torch.zeros(n + 1, dtype=torch.int64, device=idx.device)
     crow[1:r + 1] = torch.arange(k, r * k + 1, k, dtype=torch.int64, device=idx.device)
     crow[r + 1:] = r * k

@@ -195,7 +195,8 @@ class MetisBatchSampler(GraphSamplerBase):
 
     At every build the graph (each node's top-``k`` after its ``skip`` most similar candidates,
     mutual edges only, by default) is partitioned by METIS into clusters of ``cluster_size``
-    nodes (equal within a few per cent); each epoch shuffles the clusters and their members,
+    nodes (roughly: METIS balances small parts loosely, e.g. 5-11 nodes for ``cluster_size=8``,
+    within about 20% from 32 on); each epoch shuffles the clusters and their members,
     concatenates them and cuts the sequence into batches, so a batch holds about
     ``batch_size / cluster_size`` random clusters. B3 drops the top 30-70 of 100 ranked
     neighbours (``skip``) as likely false negatives. Needs the optional ``pymetis``

@@ -34,6 +34,7 @@ from .._validation import check_bool, check_choice, check_int, check_probability
 from ..build import METHODS, METRICS, neighbor_table
 from ..build.partition import communities
 from ..graph import ProximityGraph
+from ..graph.convert import sort_table_rows, table_to_csr
 
 __all__ = ["GraphState", "GraphBuilder", "GraphModel", "ClusterModel"]
 
@@ -143,6 +144,43 @@ class GraphBuilder:
         return neighbor_table(emb, self.k_eff, candidates=self.m_eff, rows=rows, skip=self.skip_eff,
                               margin=self.margin, **kwargs)
 
+    def _assemble(self, idx: torch.Tensor, sc: torch.Tensor, rows_t: torch.Tensor, previous: GraphState | None,
+                  dirty: np.ndarray) -> ProximityGraph:
+        """The directed top-k graph from the new rows' table (spliced into ``previous`` when given).
+
+        ``idx``/``sc`` are this build's own table (sorted in place). A full table with every
+        slot filled, and a table of dirty rows over a previous graph of exactly ``k`` entries
+        per row, become the CSR directly: no global sort and de-duplication of all ``N k``
+        edges, and only the new graph's arrays are allocated. Otherwise (slots emptied by
+        ``margin``, a previous graph with shorter rows) the edges go through the COO path.
+        """
+        n = self.num_nodes
+        if previous is None:
+            direct = table_to_csr(idx, sc, n, inplace=True, self_loops=False)
+            if direct is not None:
+                return ProximityGraph._wrap(*direct, n)
+        else:
+            old = previous.raw if previous.raw is not None else previous.graph
+            old = old.to(idx.device)
+            k = idx.shape[1]
+            if old.nnz == n * k and bool((old.crow.diff() == k).all()) \
+                    and sort_table_rows(idx, sc, idx, sc, anchors=rows_t):
+                col = old.col.view(n, k).clone()
+                val = old.values.view(n, k).to(sc.dtype, copy=True)
+                col[rows_t] = idx
+                val[rows_t] = sc
+                return ProximityGraph._wrap(old.crow.clone(), col.view(-1), val.view(-1), n)
+        row = rows_t.view(-1, 1).expand_as(idx)
+        keep = (idx >= 0) & (idx != row)  # drop empty slots and self-loops
+        r, c, v = row[keep], idx[keep], sc[keep]
+        if previous is not None:
+            old_row = old.row()
+            stay = ~torch.from_numpy(dirty).to(old.device)[old_row]
+            r = torch.cat([old_row[stay], r])
+            c = torch.cat([old.col[stay], c])
+            v = torch.cat([old.values[stay].to(v.dtype), v])
+        return ProximityGraph.from_coo(r, c, v, n)
+
     def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
         """A new :class:`GraphState` from ``bank.rows`` (incremental over ``previous`` for few dirty rows)."""
         n, emb = self.num_nodes, bank.rows
@@ -162,17 +200,7 @@ class GraphBuilder:
         sc = sc.to(dev)
         if sc.is_floating_point() and sc.dtype in (torch.float16, torch.bfloat16):
             sc = sc.to(torch.float32)
-        row = rows_t.view(-1, 1).expand_as(idx)
-        keep = (idx >= 0) & (idx != row)  # drop empty slots and self-loops
-        r, c, v = row[keep], idx[keep], sc[keep]
-        if not full:
-            old = (previous.raw if previous.raw is not None else previous.graph).to(dev)
-            old_row = old.row()
-            stay = ~torch.from_numpy(bank.dirty).to(old.device)[old_row]
-            r = torch.cat([old_row[stay], r])
-            c = torch.cat([old.col[stay], c])
-            v = torch.cat([old.values[stay].to(v.dtype), v])
-        raw = ProximityGraph.from_coo(r, c, v, n)
+        raw = self._assemble(idx, sc, rows_t, None if full else previous, bank.dirty)
         graph = raw.mutual() if self.mutual else raw
         comm = None
         if self.community_size is not None:
@@ -187,6 +215,43 @@ class GraphModel:
 
     def __init__(self, builder: GraphBuilder, planner: Any) -> None:
         self.builder, self.planner = builder, planner
+
+    def _assemble(self, idx: torch.Tensor, sc: torch.Tensor, rows_t: torch.Tensor, previous: GraphState | None,
+                  dirty: np.ndarray) -> ProximityGraph:
+        """The directed top-k graph from the new rows' table (spliced into ``previous`` when given).
+
+        ``idx``/``sc`` are this build's own table (sorted in place). A full table with every
+        slot filled, and a table of dirty rows over a previous graph of exactly ``k`` entries
+        per row, become the CSR directly: no global sort and de-duplication of all ``N k``
+        edges, and only the new graph's arrays are allocated. Otherwise (slots emptied by
+        ``margin``, a previous graph with shorter rows) the edges go through the COO path.
+        """
+        n = self.num_nodes
+        if previous is None:
+            direct = table_to_csr(idx, sc, n, inplace=True, self_loops=False)
+            if direct is not None:
+                return ProximityGraph._wrap(*direct, n)
+        else:
+            old = previous.raw if previous.raw is not None else previous.graph
+            old = old.to(idx.device)
+            k = idx.shape[1]
+            if old.nnz == n * k and bool((old.crow.diff() == k).all()) \
+                    and sort_table_rows(idx, sc, idx, sc, anchors=rows_t):
+                col = old.col.view(n, k).clone()
+                val = old.values.view(n, k).to(sc.dtype, copy=True)
+                col[rows_t] = idx
+                val[rows_t] = sc
+                return ProximityGraph._wrap(old.crow.clone(), col.view(-1), val.view(-1), n)
+        row = rows_t.view(-1, 1).expand_as(idx)
+        keep = (idx >= 0) & (idx != row)  # drop empty slots and self-loops
+        r, c, v = row[keep], idx[keep], sc[keep]
+        if previous is not None:
+            old_row = old.row()
+            stay = ~torch.from_numpy(dirty).to(old.device)[old_row]
+            r = torch.cat([old_row[stay], r])
+            c = torch.cat([old.col[stay], c])
+            v = torch.cat([old.values[stay].to(v.dtype), v])
+        return ProximityGraph.from_coo(r, c, v, n)
 
     def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
         state, kind = self.builder.build(bank, previous, seed)

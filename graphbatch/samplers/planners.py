@@ -127,7 +127,7 @@ class HostGraph:
     graph: ProximityGraph
     crow: np.ndarray
     col: np.ndarray
-    values: np.ndarray
+    values: np.ndarray | None  # edge weights in the graph's dtype, only for the planners that rank by them
     deg: int  # > 0: every row has exactly this many entries (the walk computes row starts)
     gemb: np.ndarray | None
     communities: np.ndarray | None = None
@@ -154,17 +154,23 @@ def _host_copy(buf: np.ndarray | None, t: torch.Tensor, dtype: Any) -> np.ndarra
     return src.astype(dtype)
 
 
-def host_graph(state: Any, bank: Any, recycle: Any, guard: Guard) -> HostGraph:
-    """Host copies of ``state.graph`` for planning (reusing ``recycle``'s buffers when it is a :class:`HostGraph`)."""
+def host_graph(state: Any, bank: Any, recycle: Any, guard: Guard, values: bool = False) -> HostGraph:
+    """Host copies of ``state.graph`` for planning (reusing ``recycle``'s buffers when it is a :class:`HostGraph`).
+
+    The edge weights are copied only with ``values`` (the ranked planner's scores), in the graph's dtype.
+    """
     graph = state.graph
     itype = np.int32 if max(graph.nnz, graph.num_nodes) < 2**31 - 1 else np.int64
     old = recycle if isinstance(recycle, HostGraph) else None
     crow = _host_copy(old.crow if old else None, graph.crow, itype)
     col = _host_copy(old.col if old else None, graph.col, itype)
-    values = _host_copy(old.values if old else None, graph.values, np.float64)
+    vals = None
+    if values:
+        vdtype = np.float64 if graph.values.dtype == torch.float64 else np.float32
+        vals = _host_copy(old.values if old else None, graph.values, vdtype)
     d = np.diff(crow)
     deg = int(d[0]) if d.size and d[0] > 0 and bool((d == d[0]).all()) else 0
-    return HostGraph(graph, crow, col, values, deg, state.guard, state.communities)
+    return HostGraph(graph, crow, col, vals, deg, state.guard, state.communities)
 
 
 class _HostPlanner(ABC):
@@ -339,6 +345,9 @@ class RankedPlanner(_HostPlanner):
 
     def _config(self) -> dict[str, Any]:
         return {"mode": "ranked", "plan": "rounds" if self.rounds else "sequential"}
+
+    def prepare(self, state: Any, bank: Any, recycle: Any) -> HostGraph:
+        return host_graph(state, bank, recycle, self.guard, values=True)
 
     def _plan(self, prepared: HostGraph, used: np.ndarray, n_plan: int, rng: np.random.Generator, consumed: int,
               epoch: int) -> tuple[np.ndarray, np.ndarray]:

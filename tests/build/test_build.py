@@ -360,3 +360,20 @@ def test_cuda_matches_cpu(rng, method):
     assert same > 0.99
     g = build_proximity_graph(x, 10, method=method, seed=2, device="cuda", **kw)
     assert g.device.type == "cuda"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scorer_normalises_rows_as_taken_with_the_bits_of_normalize(rng, dtype):
+    """Cosine rows are normalised when taken (no normalised copy of the bank), bit for bit as F.normalize."""
+    from graphbatch.build.scoring import Scorer
+
+    n = int(rng.integers(50, 300))
+    x = torch.tensor(rng.normal(size=(n, int(rng.integers(3, 70)))) * rng.uniform(0.01, 100), dtype=dtype)
+    x[int(rng.integers(n))] = 0.0  # an all-zero row stays zero
+    ref = torch.nn.functional.normalize(x, dim=1)
+    sc = Scorer(x, "cosine", torch.device("cpu"))
+    ids = torch.as_tensor(rng.integers(0, n, size=400))
+    assert torch.equal(sc.take(ids), ref[ids])
+    a, b = sorted(rng.integers(0, n, size=2).tolist())
+    assert torch.equal(sc.span(a, b), ref[a:b])
+    assert sc.x.data_ptr() == x.data_ptr()  # no copy of the rows

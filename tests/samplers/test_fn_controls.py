@@ -232,8 +232,9 @@ def test_metis_sampler_batches_are_whole_clusters(rng):
     emb, _ = mixture(rng, n)
     s = gb.MetisBatchSampler(n, b, cluster_size=c, k=8, candidates=None, embeddings=emb, seed=1)
     clusters = s.clusters
-    sizes = np.bincount(clusters)
-    assert len(sizes) == n // c and sizes.min() >= 0.7 * c and sizes.max() <= 1.3 * c
+    # METIS balances small parts only roughly: with c = 8, parts of 5-11 nodes (600 seeds: one empty part, max 12)
+    sizes = np.bincount(clusters, minlength=n // c)
+    assert len(sizes) == n // c and sizes.max() <= 1.5 * c
     for epoch in range(2):
         s.set_epoch(epoch)
         batches = list(s)
@@ -241,7 +242,7 @@ def test_metis_sampler_batches_are_whole_clusters(rng):
         flat = np.concatenate(batches)
         # the epoch is the clusters one after another: every cluster occupies one contiguous run
         runs = np.flatnonzero(np.diff(clusters[flat]) != 0).size + 1
-        assert runs == len(sizes)
+        assert runs == int((sizes > 0).sum())
 
 
 @needs_metis

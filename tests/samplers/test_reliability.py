@@ -187,6 +187,61 @@ def test_memory_error_mid_install_keeps_the_old_graph_whole(rng, monkeypatch):
     assert set(batch[1:6]) == seed_row
 
 
+# ------------------------------------------------------------------ 10. refresh memory: the CSR built directly
+def _coo_reference(n, rows, idx, sc, previous=None, dirty=None):
+    """The graph through the general COO path: table rows (no empty slots, no self-loops) + kept old rows."""
+    rows = np.asarray(rows)
+    r = np.repeat(rows, idx.shape[1])
+    c, v = idx.reshape(-1), sc.reshape(-1)
+    keep = (c >= 0) & (c != r)
+    r, c, v = r[keep], c[keep], v[keep]
+    if previous is not None:
+        old_r = previous.row().numpy()
+        stay = ~dirty[old_r]
+        r = np.concatenate([old_r[stay], r])
+        c = np.concatenate([previous.col.numpy()[stay], c])
+        v = np.concatenate([previous.values.numpy()[stay], v])
+    return gb.ProximityGraph.from_coo(r, c, v, n)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
+@pytest.mark.parametrize("margin", [None, 0.3])
+def test_direct_csr_equals_the_coo_path(rng, metric, margin):
+    """Full and incremental builds (direct CSR when every slot is filled) equal the COO path bit for bit."""
+    from graphbatch.samplers.bank import EmbeddingBank
+    from graphbatch.samplers.models import GraphBuilder
+
+    n, d, k = int(rng.integers(60, 200)), 8, int(rng.integers(2, 7))
+    emb = torch.tensor(rng.normal(size=(n, d)), dtype=torch.float32)
+    bank = EmbeddingBank(n)
+    bank.fill(emb)
+    builder = GraphBuilder(n, k=k, candidates=int(rng.integers(k, 40)), metric=metric, margin=margin)
+    seed = int(rng.integers(1000))
+    state, kind = builder.build(bank, None, seed)
+    assert kind == "full"
+    idx, sc = builder._rows(bank.rows, None, seed, state.draw)
+    ref = _coo_reference(n, np.arange(n), idx.numpy(), sc.numpy())
+    _assert_same_csr(state.graph, ref)
+    dirty = np.zeros(n, bool)
+    dirty[rng.choice(n, n // 5, replace=False)] = True
+    rows = np.flatnonzero(dirty)
+    bank.dirty[:] = False  # the sampler clears them once a build is installed
+    bank.write(torch.from_numpy(rows), torch.tensor(rng.normal(size=(rows.size, d)), dtype=torch.float32))
+    assert np.array_equal(bank.dirty, dirty)
+    new, kind = builder.build(bank, state, seed)
+    assert kind == "incremental" and new.draw == state.draw
+    idx, sc = builder._rows(bank.rows, torch.from_numpy(rows), seed, state.draw)
+    ref = _coo_reference(n, rows, idx.numpy(), sc.numpy(), state.graph, dirty)
+    _assert_same_csr(new.graph, ref)
+    assert not bool((new.graph.row() == new.graph.col).any())  # no self-loops
+
+
+def _assert_same_csr(g, ref):
+    for name in ("crow", "col", "values"):
+        a, b = getattr(g, name), getattr(ref, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
 # ------------------------------------------------------------------ 11. messages and warnings
 def test_string_group_labels_name_the_argument():
     with pytest.raises(TypeError, match="labels must hold integers"):
