@@ -43,8 +43,13 @@ class Scorer:
         self.norm: torch.Tensor | None = None
         if metric == "cosine":
             self.norm = x.norm(2, 1, keepdim=True).clamp_min(_NORM_EPS)  # as F.normalize
-        elif metric == "euclidean":
-            self.sq = (x * x).sum(1)
+            _check_range(x, self.norm.max(), metric)
+        else:
+            sq = (x * x).sum(1)
+            # |<a, b>| <= max |x|^2 and |a - b|^2 <= 4 max |x|^2: finite bounds, finite scores
+            _check_range(x, 4.0 * sq.max() if sq.numel() else sq.sum(), metric)
+            if metric == "euclidean":
+                self.sq = sq
         self.x = x.contiguous()
         self.dtype = dtype
 
@@ -80,6 +85,13 @@ class Scorer:
             return torch.zeros(idx.numel(), dtype=self.dtype, device=self.x.device)
         a = self.take(idx)
         return (a * a).sum(1)
+
+
+def _check_range(x: torch.Tensor, bound: torch.Tensor, metric: str) -> None:
+    """Refuse finite embeddings whose scores would overflow the working dtype (they gave a graph of NaN/0)."""
+    if not bool(torch.isfinite(bound)):
+        raise ValueError(f"embeddings are too large for {metric} scores in {x.dtype}: squared row norms "
+                         f"overflow (largest |value| {float(x.abs().max()):.3g}); scale them down")
 
 
 def topk_rows(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

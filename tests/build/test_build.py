@@ -377,3 +377,14 @@ def test_scorer_normalises_rows_as_taken_with_the_bits_of_normalize(rng, dtype):
     a, b = sorted(rng.integers(0, n, size=2).tolist())
     assert torch.equal(sc.span(a, b), ref[a:b])
     assert sc.x.data_ptr() == x.data_ptr()  # no copy of the rows
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1e300), (np.float32, 1e25)])
+def test_finite_embeddings_whose_scores_overflow_are_refused(rng, metric, dtype, scale):
+    """Finite but huge rows gave a graph of zero (cosine) or NaN (ip, euclidean) weights, silently."""
+    x = (rng.normal(size=(40, 4)) * scale).astype(dtype)
+    with pytest.raises(ValueError, match="too large for .* scores"):
+        build_proximity_graph(x, 3, candidates=None, metric=metric)
+    g = build_proximity_graph(x / scale, 3, candidates=None, metric=metric)  # scaled down: a graph
+    assert bool(torch.isfinite(g.values).all())
