@@ -290,11 +290,11 @@ def empty_col_list():
 
 @case
 def string_labels():
-    """11. String labels: is the argument named?"""
+    """11. String group ids: is the argument named?"""
     try:
-        gb.RWRBatchSampler(4, 2, k=2, candidates=3, labels=["a", "b", "a", "c"])
+        gb.RWRBatchSampler(4, 2, k=2, candidates=3, groups=["a", "b", "a", "c"])
     except Exception as e:  # noqa: BLE001
-        return _err(e), "labels" in str(e)
+        return _err(e), "groups" in str(e)
     return "accepted", False
 
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -275,3 +278,15 @@ def to_float32(name: str, t: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} must fit in float32, got values too large for float32 (max |x| = {biggest:.3g}); "
                          f"scale the embeddings (cosine similarity does not change)")
     return out
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside graphbatch (the user's line)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
@@ -77,10 +78,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--device", default="cpu",
                    help="torch device for graph building and metrics, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--samplers", default=None,
+                   help="comma-separated sampler families to run: random, knn, cluster, bandwidth, rwr-walk, "
+                        "rwr-ppr, rwr-walk-rounds, knn-rounds, knn-capped, metis, or the groups baselines, rwr, "
+                        "controls, all (default: all)")
+    p.add_argument("--drop-last", action="store_true",
+                   help="every sampler drops the short last batch (the epoch scores are pair-weighted either way)")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "euclidean", "tanimoto"],
+                   help="similarity of the samplers' graphs; tanimoto (Jaccard) for 0/1 fingerprints. The "
+                        "hardness metrics stay cosine (default: cosine)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--overwrite", action="store_true",
                    help="write into --out even if it holds files graphbatch did not write (they are kept)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--quiet", action="store_true", help="no progress bar")
+    bar.add_argument("--progress", action="store_true",
+                     help="a progress bar even when stderr is not a terminal (default: only on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,11 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .evaluation.report import CLIError, digits_embeddings, load_array, run_analysis
 
     previous = _terminate_as_exit()
+    t0 = time.perf_counter()
     try:
         if args.command == "demo":
             emb, labels, desc = digits_embeddings(args.dim)
             dataset = {"name": "sklearn digits", "embedding": desc}
+            step = "embed"
         else:
+            step = "load"
             emb = load_array("--embeddings", args.embeddings)
             labels = load_array("--labels", args.labels, labels=True) if args.labels else None
             dataset = {"name": os.path.basename(args.embeddings), "embedding": "user-provided",
@@ -145,8 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      restart_probs=args.restart_probs, ppr_restart_probs=args.ppr_restart_probs,
                      ppr_candidates=args.ppr_candidates,
                      temperature=args.temperature, seed=args.seed, plots=not args.no_plots,
-                     progress=not args.quiet, overwrite=args.overwrite, dataset=dataset,
-                     command=list(argv) if argv is not None else sys.argv[1:], device=args.device)
+                     progress=False if args.quiet else (True if args.progress else None),
+                     overwrite=args.overwrite, dataset=dataset,
+                     command=list(argv) if argv is not None else sys.argv[1:], device=args.device,
+                     samplers=args.samplers.split(",") if args.samplers else None, drop_last=args.drop_last,
+                     metric=args.metric, timings={step: time.perf_counter() - t0})
     except KeyboardInterrupt:
         print("graphbatch: interrupted", file=sys.stderr)
         return 130

@@ -41,6 +41,12 @@ def _brute_fn(labels, batch):
     return float(np.mean(same))
 
 
+def _pair_mean(values, batches):
+    """The epoch mean the report gives: batches weighted by their number of pairs (every in-batch pair once)."""
+    w = np.array([len(b) * (len(b) - 1) / 2 for b in batches])
+    return float(np.sum(np.asarray(values) * w) / w.sum())
+
+
 def _clustered(rng, n=240, d=8, classes=6):
     centres = rng.normal(size=(classes, d)) * 3
     y = rng.integers(0, classes, size=n)
@@ -80,7 +86,7 @@ def test_demo_end_to_end(tmp_path):
     for s in report["samplers"][:2]:
         bl = batches[s["name"]]
         assert sorted(i for b in bl for i in b) == list(range(n))
-        fn = np.mean([_brute_fn(y, b) for b in bl])
+        fn = _pair_mean([_brute_fn(y, b) for b in bl], bl)
         assert s["false_negative_rate"] == pytest.approx(fn, abs=1e-9)
         mc = np.mean([_brute_mean_cos(emb.astype(np.float64), b) for b in bl[:3]])
         rows = [r for r in csv.DictReader(open(out / "per_batch.csv")) if r["sampler"] == s["name"]]
@@ -121,9 +127,9 @@ def test_analyze_own_embeddings(tmp_path, rng, capsys):
         assert len(s["hardness_by_quarter"]) == 4
         bl = batches[s["name"]]
         assert len(bl) == s["num_batches"] == math.ceil(240 / 32)
-        assert s["false_negative_rate"] == pytest.approx(np.mean([_brute_fn(y, b) for b in bl]), abs=1e-9)
-        assert s["mean_cosine"] == pytest.approx(np.mean([_brute_mean_cos(emb.astype(np.float64), b)
-                                                          for b in bl]), abs=1e-6)
+        assert s["false_negative_rate"] == pytest.approx(_pair_mean([_brute_fn(y, b) for b in bl], bl), abs=1e-9)
+        assert s["mean_cosine"] == pytest.approx(_pair_mean([_brute_mean_cos(emb.astype(np.float64), b)
+                                                             for b in bl], bl), abs=1e-6)
     # rerunning into the same (graphbatch-made) folder replaces it
     rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(out), "--no-plots", *_SMALL])
     assert rc == 0
@@ -372,3 +378,66 @@ def test_small_candidates_do_not_blame_a_k_the_user_never_set(tmp_path, rng, cap
     rc = cli.main(["analyze", "--embeddings", str(tmp_path / "E.npy"), "--out", str(tmp_path / "o"), "--quiet",
                    "--no-plots", "--batch-size", "64", "--k", "10", "--candidates", "20", "--ppr-restart-probs", ""])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_samplers_drop_last_metric_and_timings(tmp_path, rng, capsys):
+    """--samplers picks the grid, --drop-last fills every batch, --metric reaches the graphs, times per step."""
+    emb, y = _clustered(rng, n=70)  # 70 = 4 x 16 + 6
+    np.save(tmp_path / "E.npy", emb)
+    rc, out = _analyze(tmp_path, str(tmp_path / "E.npy"), None,
+                       ["--samplers", "random,knn,rwr", "--drop-last", "--metric", "euclidean"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    fams = [r["family"] for r in rep["samplers"]]
+    assert fams == ["random", "knn", "rwr-walk"]  # ppr has no restart probabilities here
+    batches = json.loads((out / "batches.json").read_text())
+    assert all(len(b) == 16 for bs in batches.values() for b in bs) and all(len(bs) == 4 for bs in batches.values())
+    assert all(r["settings"].get("metric") == "euclidean" for r in rep["samplers"] if r["family"] != "random")
+    t = rep["timings"]
+    assert {"load", "warm-up", "samplers", "graph builds", "planning", "metrics", "plots and files"} <= set(t)
+    assert t["total"] == pytest.approx(t["load"] + t["warm-up"] + t["samplers"] + t["plots and files"])
+    assert t["samplers"] == pytest.approx(t["graph builds"] + t["planning"] + t["metrics"])
+    assert "time: load" in capsys.readouterr().out
+    rc, _ = _analyze(tmp_path, str(tmp_path / "E.npy"), None, ["--samplers", "knn,nonsense"])
+    assert rc == 1 and "unknown sampler 'nonsense'" in capsys.readouterr().err
+
+
+def test_tanimoto_fingerprint_graph_is_the_jaccard_knn(tmp_path, rng, capsys):
+    n = 60
+    fp = rng.random((n, 48)) < 0.25
+    fp[fp.sum(1) == 0, 0] = True  # the metrics need non-zero rows
+    np.save(tmp_path / "fp.npy", fp)
+    rc, out = _analyze(tmp_path, str(tmp_path / "fp.npy"), None, ["--samplers", "knn", "--metric", "tanimoto"])
+    assert rc == 0, capsys.readouterr().err
+    first = json.loads((out / "batches.json").read_text())["knn"][0]
+    f = fp.astype(np.int64)
+    inter = f @ f.T
+    jac = inter / (f.sum(1)[:, None] + f.sum(1)[None, :] - inter)
+    np.fill_diagonal(jac, -1)
+    seed = first[0]  # the kNN batch: a seed and its 15 most Jaccard-similar instances
+    kth = np.sort(jac[seed])[::-1][14]
+    assert all(jac[seed, j] >= kth - 1e-6 for j in first[1:])
+
+
+@pytest.mark.parametrize("flag, bar", [((), False), (("--progress",), True)])
+def test_progress_bar_only_for_a_terminal_unless_asked(tmp_path, rng, flag, bar):
+    emb, _ = _clustered(rng, n=40)
+    np.save(tmp_path / "E.npy", emb)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env.pop("TQDM_DISABLE", None)
+    proc = subprocess.run([sys.executable, "-m", "graphbatch", "analyze", "--embeddings", str(tmp_path / "E.npy"),
+                           "--out", str(tmp_path / "o"), "--no-plots", "--samplers", "random", "--batch-size", "8",
+                           *flag], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ("samplers:" in proc.stderr) == bar  # stderr is a pipe here, not a terminal
+
+
+def test_help_and_errors_import_no_heavy_modules():
+    """--help and an input error stay fast: no numba, scipy, scikit-learn, matplotlib or PyG imported."""
+    code = ("import sys\nfrom graphbatch.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numba', 'scipy', 'sklearn', 'matplotlib', 'torch_geometric', 'pynndescent')"
+            " if m in sys.modules), file=sys.stderr)")
+    for args in (["--help"], ["analyze", "--embeddings", "missing.npy", "--out", "o"]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr

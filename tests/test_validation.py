@@ -50,7 +50,8 @@ def test_numpy_bools_and_ints_are_accepted_by_every_public_entry_point():
 def test_choices_are_validated_at_construction_not_at_refresh():
     """A metric typo used to be accepted and turn every refresh into a caught error."""
     for cls in (gb.RWRBatchSampler, gb.KNNBatchSampler, gb.BandwidthBatchSampler):
-        with pytest.raises(ValueError, match="metric must be one of 'cosine', 'ip', 'euclidean', got 'cosin'"):
+        with pytest.raises(ValueError,
+                           match="metric must be one of 'cosine', 'ip', 'euclidean', 'tanimoto', got 'cosin'"):
             cls(100, 10, k=5, candidates=20, metric="cosin")
         with pytest.raises(ValueError, match=r"build_kwargs\['method'\] must be one of"):
             cls(100, 10, k=5, candidates=20, build_kwargs={"method": "exactly"})

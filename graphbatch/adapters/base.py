@@ -194,6 +194,21 @@ def make_loader(dataset: Any, batch_sampler: Iterable, **loader_kwargs: Any) -> 
     return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, **loader_kwargs)
 
 
+def _check_not_incremented(batch: Any, idx: Any) -> None:
+    """Refuse a collated PyG ``Batch`` whose graphs' class increments ``node_index`` (plain ``Data``)."""
+    if not (hasattr(batch, "ptr") and hasattr(batch, "num_graphs") and hasattr(batch, "__inc__")):
+        return  # not a PyG Batch (e.g. a single Data): nothing was collated
+    try:
+        inc = batch.__inc__("node_index", idx)
+    except Exception:  # noqa: BLE001 - a custom __inc__ that needs more: trust it
+        return
+    if bool(torch.as_tensor(inc).ne(0).any()):
+        raise ValueError("batch.node_index was offset by PyG's collation (it adds each graph's node offset to "
+                         "attributes whose name contains 'index': [3, 7, 11] becomes [3, 12, 21]); build the items "
+                         "with graphbatch.GraphDataset or graphbatch.adapters.attach_node_index(data, i), whose "
+                         "graphs batch node_index without the offset")
+
+
 def batch_index(batch: Any) -> torch.Tensor:
     """The node indices of a collated batch as a LongTensor ``(B,)``.
 
@@ -201,8 +216,14 @@ def batch_index(batch: Any) -> torch.Tensor:
     with ``node_index``, a list/tuple of views (the first view's index), or a
     plain index tensor / list of ints.
 
+    A PyG ``Batch`` must come from graphs whose class batches ``node_index`` without an
+    increment (:class:`~graphbatch.GraphDataset` or :func:`~graphbatch.adapters.attach_node_index`):
+    PyG adds each graph's node offset to every attribute whose name contains ``index``, so a
+    hand-made ``node_index`` on plain ``Data`` turns ``[3, 7, 11]`` into ``[3, 12, 21]``.
+
     Raises:
         TypeError: the batch carries no index (the message says what it got).
+        ValueError: a PyG ``Batch`` whose ``node_index`` PyG offset while collating.
 
     Example:
         >>> import torch
@@ -217,6 +238,7 @@ def batch_index(batch: Any) -> torch.Tensor:
         idx = batch["index"]
     elif hasattr(batch, "node_index") and not isinstance(batch, torch.Tensor):
         idx = batch.node_index
+        _check_not_incremented(batch, idx)
     elif isinstance(batch, (list, tuple)) and len(batch) > 0 and not isinstance(batch[0], (int, np.integer)):
         return batch_index(batch[0])
     elif isinstance(batch, (list, tuple)) and all(isinstance(i, (int, np.integer)) for i in batch):

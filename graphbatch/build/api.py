@@ -36,7 +36,7 @@ from .scoring import Scorer
 __all__ = ["build_proximity_graph", "neighbor_table", "BuildArgs", "METHODS", "METRICS", "DEFAULT_CHUNK_SIZE"]
 
 METHODS = ("candidates", "exact", "nndescent")
-METRICS = ("cosine", "ip", "euclidean")
+METRICS = ("cosine", "ip", "euclidean", "tanimoto")
 #: Largest number of similarity scores held at once by ``method="exact"`` (64 MiB of float32).
 DEFAULT_CHUNK_SIZE = 1 << 24
 
@@ -54,6 +54,8 @@ class BuildArgs:
                  skip: Any = 0, margin: Any = None, positive_scores: Any = None) -> None:
         self.method = check_choice("method", method, METHODS)
         self.metric = check_choice("metric", metric, METRICS)
+        if self.metric == "tanimoto" and self.method == "nndescent":
+            raise ValueError("metric='tanimoto' is computed by method='candidates' or 'exact', not 'nndescent'")
         x = as_float_matrix("embeddings", embeddings)
         n = int(x.shape[0])
         if n < 2:
@@ -132,7 +134,7 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
         k: neighbours per anchor, ``1 <= k <= N - 1``.
         candidates: ``M`` random candidates per anchor (``None`` or ``M >= N - 1``: exact kNN).
         method: ``"candidates"``, ``"exact"`` or ``"nndescent"``.
-        metric: ``"cosine"``, ``"ip"`` or ``"euclidean"``.
+        metric: ``"cosine"``, ``"ip"``, ``"euclidean"`` or ``"tanimoto"`` (see :mod:`graphbatch.build.scoring`).
         seed: seed of the candidate draw / nndescent (non-negative int) or ``None``.
         rows: anchor rows (1-D ints, duplicates allowed), default all ``N``.
         self_loops: allow an anchor to be its own neighbour.
@@ -216,8 +218,9 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         k: out-degree, ``1 <= k <= N - 1``.
         candidates: ``M`` random candidates per anchor, ``M >= k``; ``None`` = all.
         method: ``"candidates"``, ``"exact"`` or ``"nndescent"``.
-        metric: ``"cosine"``, ``"ip"`` (inner product) or ``"euclidean"``
-            (edge value ``-|x - y|^2``).
+        metric: ``"cosine"``, ``"ip"`` (inner product), ``"euclidean"`` (edge value
+            ``-|x - y|^2``) or ``"tanimoto"`` (Jaccard's index on 0/1 fingerprints; not with
+            ``"nndescent"``).
         seed: non-negative int; the same seed gives the same graph (the draw uses
             its own :class:`torch.Generator`, never the global RNG). ``None``: fresh.
         self_loops: allow an anchor to link to itself.

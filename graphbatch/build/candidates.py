@@ -219,8 +219,8 @@ def candidates_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[tor
         xa = sc.take(anchors.reshape(-1)).view(g, bb, -1)
         xp = sc.take(cols.reshape(-1)).view(g, width + pad, -1)
         s = torch.bmm(xa, xp.transpose(1, 2))
-        if sq is not None:  # euclidean: -|a - p|^2
-            s.mul_(2.0).sub_(sq[anchors].unsqueeze(2)).sub_(sq[cols].unsqueeze(1)).clamp_(max=0.0)
+        if sq is not None:  # euclidean -|a - p|^2, tanimoto <a, p> / (|a|^2 + |p|^2 - <a, p>)
+            sc.finish_(s, sq[anchors].unsqueeze(2), sq[cols].unsqueeze(1))
         if pad:
             s[:, :, width:] = NEG_INF
         s = s.view(g * bb, width + pad)

@@ -2,7 +2,9 @@
 
 Similarities (``metric``): ``"cosine"`` ``<x/|x|, y/|y|>`` (rows normalised as taken; an
 all-zero row has similarity 0 to everything), ``"ip"`` the inner product, ``"euclidean"``
-the negative squared distance ``-|x - y|^2``. Scores are computed in float32 (float64 for
+the negative squared distance ``-|x - y|^2``, ``"tanimoto"`` ``<x, y> / (|x|^2 + |y|^2 - <x, y>)``
+(Jaccard's index for 0/1 fingerprints, the extended Tanimoto coefficient otherwise; 0 between
+two all-zero rows; the denominator is never negative). Scores are computed in float32 (float64 for
 float64 embeddings; float16/bfloat16 inputs in float32) by matrix products on the chosen device.
 
 Example:
@@ -48,7 +50,7 @@ class Scorer:
             sq = (x * x).sum(1)
             # |<a, b>| <= max |x|^2 and |a - b|^2 <= 4 max |x|^2: finite bounds, finite scores
             _check_range(x, 4.0 * sq.max() if sq.numel() else sq.sum(), metric)
-            if metric == "euclidean":
+            if metric in ("euclidean", "tanimoto"):
                 self.sq = sq
         self.x = x.contiguous()
         self.dtype = dtype
@@ -67,9 +69,18 @@ class Scorer:
                b_sq: torch.Tensor | None = None) -> torch.Tensor:
         """Similarity matrix ``(len(a), len(b))`` of prepared rows ``a`` and ``b``."""
         s = torch.mm(a, b.t())
+        if self.sq is not None:
+            self.finish_(s, a_sq.unsqueeze(1), b_sq.unsqueeze(0))
+        return s
+
+    def finish_(self, s: torch.Tensor, a_sq: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
+        """Inner products ``s`` -> the metric's scores, in place (``a_sq``/``b_sq`` broadcast against ``s``)."""
         if self.metric == "euclidean":
             # -|a-b|^2 = 2<a,b> - |a|^2 - |b|^2, clamped at 0 against rounding.
-            s.mul_(2.0).sub_(a_sq.unsqueeze(1)).sub_(b_sq.unsqueeze(0)).clamp_(max=0.0)
+            s.mul_(2.0).sub_(a_sq).sub_(b_sq).clamp_(max=0.0)
+        elif self.metric == "tanimoto":
+            den = (a_sq + b_sq) - s  # >= (|a|^2 + |b|^2) / 2 >= 0; 0 only for two all-zero rows
+            s.div_(den.clamp_(min=torch.finfo(s.dtype).tiny))
         return s
 
     def cap_(self, s: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -84,7 +95,8 @@ class Scorer:
         if self.metric == "euclidean":
             return torch.zeros(idx.numel(), dtype=self.dtype, device=self.x.device)
         a = self.take(idx)
-        return (a * a).sum(1)
+        s = (a * a).sum(1)
+        return (s > 0).to(self.dtype) if self.metric == "tanimoto" else s
 
 
 def _check_range(x: torch.Tensor, bound: torch.Tensor, metric: str) -> None:

@@ -21,7 +21,7 @@ from .._validation import as_float_matrix, check_int, to_float32
 from .hardness import batch_hardness, epoch_summary, label_codes, unit_rows
 from .table import Table
 
-__all__ = ["SamplerSpec", "default_sampler_grid", "compare_samplers"]
+__all__ = ["SamplerSpec", "default_sampler_grid", "compare_samplers", "select_samplers", "FAMILIES", "FAMILY_GROUPS"]
 
 
 class SamplerSpec:
@@ -164,6 +164,42 @@ def _control_specs(n: int, b: int, k: int, m: int) -> list[SamplerSpec]:
     return specs
 
 
+#: Sampler families of :func:`default_sampler_grid`, by the name ``graphbatch analyze --samplers`` takes,
+#: and the groups of them it also accepts.
+FAMILIES = {"random": "random", "knn": "knn", "cluster": "cluster", "bandwidth": "bandwidth",
+            "rwr-walk": "rwr-walk", "rwr-ppr": "rwr-ppr", "rwr-walk-rounds": "rwr-walk rounds",
+            "knn-rounds": "knn rounds", "knn-capped": "knn capped", "metis": "metis"}
+FAMILY_GROUPS = {"baselines": ("random", "knn", "cluster", "bandwidth"), "rwr": ("rwr-walk", "rwr-ppr"),
+                 "controls": ("rwr-walk-rounds", "knn-rounds", "knn-capped", "metis"), "all": tuple(FAMILIES)}
+
+
+def select_samplers(specs: Sequence[SamplerSpec], names: Sequence[str]) -> list[SamplerSpec]:
+    """The specs of the named families (:data:`FAMILIES`, or a group of :data:`FAMILY_GROUPS`), in grid order.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones), or none of the specs left.
+
+    Example:
+        >>> specs = default_sampler_grid(500, 32, candidates=(100,), restart_probs=(0.2,), ppr_restart_probs=())
+        >>> [s.name for s in select_samplers(specs, ["random", "rwr"])]
+        ['random', 'rwr-walk M=100 p=0.2']
+    """
+    wanted: set[str] = set()
+    for name in names:
+        key = str(name).strip().lower()
+        if key in FAMILY_GROUPS:
+            wanted.update(FAMILIES[f] for f in FAMILY_GROUPS[key])
+        elif key in FAMILIES:
+            wanted.add(FAMILIES[key])
+        else:
+            raise ValueError(f"unknown sampler {name!r}: choose from {', '.join([*FAMILIES, *FAMILY_GROUPS])}")
+    out = [s for s in specs if s.family in wanted]
+    if not out:
+        raise ValueError(f"no sampler of {', '.join(map(str, names))} is in the grid "
+                         "(metis needs pymetis; rwr-ppr needs ppr restart probabilities)")
+    return out
+
+
 def _as_spec(item: Any, i: int) -> SamplerSpec:
     if isinstance(item, SamplerSpec):
         return item
@@ -201,6 +237,7 @@ def _run_spec(spec: SamplerSpec, z: torch.Tensor, z32: torch.Tensor, labels: Any
     t2 = time.perf_counter()
     table = batch_hardness(z, batches, labels, temperature=temperature, reference=reference, seed=seed)
     summary = epoch_summary(table, batches, n)
+    t3 = time.perf_counter()
     row: dict[str, Any] = {"name": spec.name, "family": spec.family, "settings": dict(spec.settings)}
     for col in ("mean_cosine", "excess_hardness", "z_score", "false_negative_rate", "label_entropy",
                 "infonce", "max_cosine"):
@@ -213,7 +250,7 @@ def _run_spec(spec: SamplerSpec, z: torch.Tensor, z32: torch.Tensor, labels: Any
                hardness_by_quarter=summary["hardness_by_segment"],
                random_jump_share=float(jumps) / max(1, summary["num_samples"])
                if isinstance(jumps, (int, float, np.integer)) else float("nan"),
-               build_s=t1 - t0, plan_s=t2 - t1)
+               build_s=t1 - t0, plan_s=t2 - t1, metrics_s=t3 - t2)
     return row, {"table": table, "batches": batches, "summary": summary, "spec": spec, "stats": stats}
 
 
@@ -251,7 +288,8 @@ def compare_samplers(embeddings: Any, labels: Any = None, *, batch_size: int,
         quarter of the epoch, a list), ``random_jump_share`` (share of the epoch's samples
         that a graph sampler placed by a random fallback jump, from its ``stats["random_jumps"]``;
         NaN for samplers without it), ``build_s`` (construction, including the graph),
-        ``plan_s`` (drawing the epoch's batches). With ``return_details``: ``(table, details)``.
+        ``plan_s`` (drawing the epoch's batches), ``metrics_s`` (scoring them). With
+        ``return_details``: ``(table, details)``.
 
     Example:
         >>> import numpy as np

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import as_float_matrix, as_index_tensor, check_choice, check_int, check_real
+from .._validation import as_float_matrix, as_index_tensor, check_choice, check_int, check_real, warn_user
 from .table import Table
 
 __all__ = ["batch_hardness", "epoch_summary", "global_mean_cosine", "random_batch_reference", "HARDNESS_COLUMNS",
@@ -231,9 +231,17 @@ def label_codes(labels: Any, n: int, device: torch.device) -> torch.Tensor:
         raise ValueError(f"labels has {arr.shape[0]} entries but embeddings has {n} rows; they must match")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError("labels contains NaN or infinite values")
+    if arr.dtype.kind in "fc" and arr.size and not np.array_equal(arr, np.round(arr)):
+        example = arr[np.flatnonzero(arr != np.round(arr))[0]]
+        raise ValueError(f"labels look continuous (e.g. {example:.6g}): the false-negative rate and label entropy "
+                         "need class ids; bin a continuous target first (e.g. numpy.digitize) or pass integer ids")
     if arr.dtype.kind == "O":
         arr = arr.astype(str)
-    _, codes = np.unique(arr, return_inverse=True)
+    uniq, codes = np.unique(arr, return_inverse=True)
+    if n >= 20 and uniq.size > n // 2:
+        warn_user(f"labels have {uniq.size} distinct values for {n} rows: most classes have a single member, so "
+                  "the false-negative rate is near 0 by construction. Are these ids or a continuous target "
+                  "rather than class labels?", RuntimeWarning)
     return torch.as_tensor(codes.reshape(-1).astype(np.int64), device=device)
 
 
@@ -380,10 +388,13 @@ def epoch_summary(table: Table, batches: Any, num_nodes: int, *, num_segments: i
         A dict with ``num_batches``, ``num_samples`` (indices drawn), ``coverage`` (unique
         indices / N), ``duplicates`` (indices drawn more than once in the epoch, counted with
         multiplicity: ``num_samples - unique``), ``mean_<metric>`` for every metric column
-        (NaN-ignoring mean over batches), ``hardness_slope`` (least-squares slope of
+        (the mean over batches weighted by their number of pairs ``b (b - 1) / 2``, NaN
+        ignored: for ``mean_cosine``, ``excess_hardness`` and ``false_negative_rate`` this is
+        the mean over every in-batch pair of the epoch, so a short last batch weighs what its
+        few pairs weigh), ``hardness_slope`` (pair-weighted least-squares slope of
         ``excess_hardness`` against ``position``; NaN with fewer than 2 batches) and
-        ``hardness_by_segment`` (mean ``excess_hardness`` in each of ``num_segments`` consecutive
-        parts of the epoch).
+        ``hardness_by_segment`` (pair-weighted mean ``excess_hardness`` in each of
+        ``num_segments`` consecutive parts of the epoch).
 
     Example:
         >>> import numpy as np
@@ -408,20 +419,25 @@ def epoch_summary(table: Table, batches: Any, num_nodes: int, *, num_segments: i
         "coverage": unique / num_nodes,
         "duplicates": int(flat.numel()) - unique,
     }
+    size = np.asarray(table["size"], dtype=np.float64)
+    pairs = size * (size - 1) / 2  # each batch weighs what its pairs weigh: a short last batch barely counts
     for name in HARDNESS_COLUMNS:
         if name in table:
-            col = table[name]
-            out[f"mean_{name}"] = float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
+            out[f"mean_{name}"] = _weighted_mean(table[name], pairs)
     ex = table["excess_hardness"]
     pos = table["position"]
-    ok = np.isfinite(ex)
+    ok = np.isfinite(ex) & (pairs > 0)
     if ok.sum() >= 2 and np.ptp(pos[ok]) > 0:
-        out["hardness_slope"] = float(np.polyfit(pos[ok], ex[ok], 1)[0])
+        out["hardness_slope"] = float(np.polyfit(pos[ok], ex[ok], 1, w=np.sqrt(pairs[ok]))[0])
     else:
         out["hardness_slope"] = float("nan")
     seg = np.minimum((pos * num_segments).astype(int), num_segments - 1)
-    out["hardness_by_segment"] = [
-        float(np.nanmean(ex[(seg == s) & ok])) if ((seg == s) & ok).any() else float("nan")
-        for s in range(num_segments)
-    ]
+    out["hardness_by_segment"] = [_weighted_mean(ex[seg == s], pairs[seg == s]) for s in range(num_segments)]
     return out
+
+
+def _weighted_mean(col: np.ndarray, weights: np.ndarray) -> float:
+    """Mean of the finite entries of ``col`` with positive weight, weighted; NaN when there are none."""
+    col = np.asarray(col, dtype=np.float64)
+    ok = np.isfinite(col) & (weights > 0)
+    return float(np.sum(col[ok] * weights[ok]) / np.sum(weights[ok])) if ok.any() else float("nan")

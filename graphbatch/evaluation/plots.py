@@ -180,7 +180,8 @@ def plot_hardness_along_epoch(details: Mapping[str, Mapping[str, Any]], *, metri
                               names: Sequence[str] | None = None, window: int = 3, ax: Any = None) -> Any:
     """A per-batch metric against the batch's position in the epoch, one line per sampler.
 
-    Lines show a centred moving average over ``window`` batches (raw values as faint points).
+    Lines show a moving average over ``window`` batches, each weighted by its number of pairs
+    (raw values as faint points).
 
     Args:
         details: the per-sampler details from ``compare_samplers(..., return_details=True)``.
@@ -215,11 +216,16 @@ def plot_hardness_along_epoch(details: Mapping[str, Mapping[str, Any]], *, metri
             raise ValueError(f"metric must be a per-batch column, got {metric!r}; columns are {table.columns}")
         pos = np.asarray(table["position"], dtype=float)
         val = np.asarray(table[metric], dtype=float)
-        ok = np.isfinite(val)
-        pos, val = pos[ok], val[ok]
+        size = np.asarray(table["size"], dtype=float)
+        pairs = size * (size - 1) / 2
+        ok = np.isfinite(val) & (pairs > 0)
+        pos, val, pairs = pos[ok], val[ok], pairs[ok]
         w = min(int(window), max(1, val.size))
-        smooth = np.convolve(val, np.ones(w) / w, mode="valid") if val.size else val
-        spos = np.convolve(pos, np.ones(w) / w, mode="valid") if val.size else pos
+        box = np.ones(w)
+        # pair-weighted moving average: a short last batch does not end the line in a spike
+        smooth = np.convolve(val * pairs, box, mode="valid") / np.convolve(pairs, box, mode="valid") \
+            if val.size else val
+        spos = np.convolve(pos, box / w, mode="valid") if val.size else pos
         line, = ax.plot(spos, smooth, label=name, lw=1.5)
         ax.plot(pos, val, ".", ms=3, alpha=0.3, color=line.get_color())
     if metric == "excess_hardness":

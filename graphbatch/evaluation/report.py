@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from .compare import compare_samplers, default_sampler_grid
+from .compare import compare_samplers, default_sampler_grid, select_samplers
 from .files import FileError, read_array
 from .hardness import global_mean_cosine
 from .output import OutputDir, OutputError
@@ -42,12 +42,14 @@ DEFINITIONS = {
     "z_score": "excess hardness / exact sd of the mean in-batch cosine of uniform random batches",
     "false_negative_rate": "share of in-batch pairs with the same label",
     "infonce": "in-batch InfoNCE at `temperature`, positive = the instance itself (cosine 1)",
-    "hardness_by_quarter": "mean excess hardness of the batches in each quarter of the epoch",
-    "hardness_slope": "least-squares slope of per-batch excess hardness against position in the epoch",
+    "hardness_by_quarter": "mean excess hardness of the batches in each quarter of the epoch (pair-weighted)",
+    "hardness_slope": "pair-weighted least-squares slope of per-batch excess hardness against position in the "
+                      "epoch",
     "coverage": "unique indices in the epoch / N",
     "duplicates": "indices drawn in the epoch minus unique indices",
     "build_s": "seconds to construct the sampler (graph included)",
     "plan_s": "seconds to draw one epoch of batches",
+    "metrics_s": "seconds to score the epoch's batches",
     "random_jump_share": "share of the epoch's samples a graph sampler placed by a random "
                          "fallback jump (its stats['random_jumps'] / samples); null if not reported",
 }
@@ -128,7 +130,8 @@ def _check_inputs(emb: np.ndarray, labels: np.ndarray | None, batch_size: int) -
         raise CLIError(f"embeddings contain NaN or infinite values (first in row {bad})")
     zero = np.nonzero(~np.any(emb != 0, axis=1))[0]
     if zero.size:
-        raise CLIError(f"embeddings row {int(zero[0])} is all zeros; cosine similarity is undefined for it")
+        raise CLIError(f"embeddings row {int(zero[0])} is all zeros; the metrics' cosine similarity is undefined "
+                       "for it")
     if labels is not None:
         if labels.ndim != 1:
             raise CLIError(f"labels must be a 1-D array, got shape {labels.shape}")
@@ -194,9 +197,11 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
                  k: int = 10, candidates: Sequence[int | None] = (50, 200, None),
                  restart_probs: Sequence[float] = (0.1, 0.3, 0.6), ppr_restart_probs: Sequence[float] = (0.3,),
                  ppr_candidates: Sequence[int | None] | None = (200,),
-                 temperature: float = 0.05, seed: int = 0, plots: bool = True, progress: bool = True,
+                 temperature: float = 0.05, seed: int = 0, plots: bool = True, progress: bool | None = None,
                  overwrite: bool = False, dataset: dict[str, Any] | None = None,
-                 stream: Any = None, command: Sequence[str] | None = None, device: str = "cpu") -> dict[str, Any]:
+                 stream: Any = None, command: Sequence[str] | None = None, device: str = "cpu",
+                 samplers: Sequence[str] | None = None, drop_last: bool = False, metric: str = "cosine",
+                 timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Compare the samplers on ``embeddings`` and write table, plots and ``report.json`` into ``out``.
 
     Args:
@@ -209,15 +214,21 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
         temperature: InfoNCE temperature.
         seed: sampler seed.
         plots: write PNG plots.
-        progress: tqdm progress bar over samplers (on stderr).
+        progress: tqdm progress bar over samplers (on stderr); ``None``: when stderr is a terminal.
         overwrite: allow writing into a folder that holds other files (they are kept).
         dataset: description stored in the report.
         stream: where to print the table (default stdout).
         command: the command-line arguments, recorded in the report.
         device: torch device for graph building and metrics (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        samplers: families to run (:data:`graphbatch.evaluation.compare.FAMILIES` or a group such as
+            ``"baselines"``); default all.
+        drop_last: every sampler drops the short last batch.
+        metric: the samplers' graph similarity (``"tanimoto"`` for 0/1 fingerprints); the metrics
+            stay cosine.
+        timings: seconds already spent (e.g. ``{"load": 0.2}``), reported before this run's steps.
 
     Returns:
-        The report dict (also written to ``out/report.json``).
+        The report dict (also written to ``out/report.json``), with ``timings`` per step.
 
     Raises:
         CLIError: bad inputs or an unwritable output folder (nothing is left behind).
@@ -234,14 +245,15 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
         >>> "knn capped rounds" in names, os.path.isfile(os.path.join(out, "report.json"))
         (True, True)
     """
-
     stream = sys.stdout if stream is None else stream
+    progress = sys.stderr.isatty() if progress is None else progress
+    times = dict(timings or {})
     _check_inputs(embeddings, labels, batch_size)
     if not (np.isfinite(temperature) and temperature > 0):
         raise CLIError(f"--temperature must be a positive number, got {temperature}")
     n = embeddings.shape[0]
-    specs = default_sampler_grid(n, batch_size, k=k, candidates=candidates, restart_probs=restart_probs,
-                                 ppr_restart_probs=ppr_restart_probs, ppr_candidates=ppr_candidates)
+    specs = _grid(n, batch_size, k, candidates, restart_probs, ppr_restart_probs, ppr_candidates, samplers,
+                  drop_last, metric)
     data = _to_device(embeddings, device)
     try:
         outdir = OutputDir(out, overwrite)
@@ -251,20 +263,23 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
         t0 = time.perf_counter()
         table, details = compare_samplers(data, labels, batch_size=batch_size, samplers=specs, seed=seed,
                                           temperature=temperature, progress=progress, return_details=True)
-        cols = [c for c in _TABLE_COLUMNS if c in table]
-        text = table.to_string(columns=cols)
+        times.update(_sampler_times(table, time.perf_counter() - t0))
+        t1 = time.perf_counter()
+        text = table.to_string(columns=[c for c in _TABLE_COLUMNS if c in table])
         (outdir.path("table.txt")).write_text(text + "\n", encoding="utf-8")
         _write_per_batch_csv(outdir.path("per_batch.csv"), details)
         _write_json(outdir.path("batches.json"), {name: det["batches"] for name, det in details.items()},
                     indent=None)
         plot_files = _plots(table, details, outdir.tmp) if plots else []
+        times["plots and files"] = time.perf_counter() - t1
+        times["total"] = sum(v for key, v in times.items() if key in _STEPS)
         report = {
             "tool": "graphbatch",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": list(command) if command is not None else [],
             "dataset": dict(dataset or {}, num_instances=int(n), dim=int(embeddings.shape[1]),
                             labels=labels is not None),
-            "batch_size": batch_size,
+            "batch_size": batch_size, "drop_last": drop_last, "metric": metric,
             "temperature": temperature,
             "seed": seed,
             "device": str(data.device),
@@ -274,7 +289,8 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
             "sampler_stats": {name: to_json_safe(det["stats"]) for name, det in details.items()},
             "files": ["table.txt", "per_batch.csv", "batches.json"] + plot_files,
             "environment": environment_info(),
-            "elapsed_s": time.perf_counter() - t0,
+            "timings": times,
+            "elapsed_s": times["total"],
         }
         _write_json(outdir.path("report.json"), report)
         final = outdir.commit()
@@ -284,9 +300,58 @@ def run_analysis(embeddings: np.ndarray, labels: np.ndarray | None, *, out: str,
     print(text, file=stream)
     print(f"\nglobal mean cosine: {report['global_mean_cosine']:.4f}; batch size {batch_size}; "
           f"{len(table)} sampler configurations", file=stream)
+    print("time: " + _format_times(times), file=stream)
     print(f"wrote {', '.join(report['files'] + ['report.json'])} to {final}", file=stream)
     report["out"] = str(final)
     return report
+
+
+#: The steps whose times add up to the run's total (the sampler lines split "samplers").
+_STEPS = ("load", "embed", "warm-up", "samplers", "plots and files")
+
+
+def _grid(n: int, batch_size: int, k: int, candidates: Any, restart_probs: Any, ppr_restart_probs: Any,
+          ppr_candidates: Any, samplers: Sequence[str] | None, drop_last: bool, metric: str) -> list[Any]:
+    """The sampler grid of a run, restricted to ``samplers`` and with ``drop_last`` / ``metric`` set."""
+    from ..build import METRICS
+    from ..samplers import RandomBatchSampler
+
+    if metric not in METRICS:
+        raise CLIError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    try:
+        specs = default_sampler_grid(n, batch_size, k=k, candidates=candidates, restart_probs=restart_probs,
+                                     ppr_restart_probs=ppr_restart_probs, ppr_candidates=ppr_candidates)
+        specs = select_samplers(specs, samplers) if samplers else specs
+    except ValueError as exc:
+        raise CLIError(f"--samplers: {exc}" if samplers else str(exc)) from None
+    for spec in specs:
+        if drop_last:
+            spec.settings["drop_last"] = True
+        if metric != "cosine" and spec.factory is not RandomBatchSampler:
+            spec.settings["metric"] = metric
+    return specs
+
+
+def _format_times(times: dict[str, float]) -> str:
+    """``load 0.2 s | warm-up 0.8 s | samplers 3.1 s (graph builds 1.0, planning 0.2, metrics 1.9) | ...``."""
+    parts = []
+    for key, v in times.items():
+        if key == "samplers":
+            sub = ", ".join(f"{s} {times[s]:.2f}" for s in _SUBSTEPS if s in times)
+            parts.append(f"samplers {v:.1f} s ({sub})")
+        elif key not in _SUBSTEPS:
+            parts.append(f"{key} {v:.1f} s")
+    return " | ".join(parts)
+
+
+_SUBSTEPS = ("graph builds", "planning", "metrics")
+
+
+def _sampler_times(table: Any, elapsed: float) -> dict[str, float]:
+    """Seconds per step of :func:`compare_samplers`: warm-up (compilation), then build, plan and metrics."""
+    build, plan, metrics = (float(np.sum(table[c])) for c in ("build_s", "plan_s", "metrics_s"))
+    return {"warm-up": max(0.0, elapsed - build - plan - metrics), "samplers": build + plan + metrics,
+            "graph builds": build, "planning": plan, "metrics": metrics}
 
 
 def _plots(table: Any, details: dict[str, dict[str, Any]], folder: Path) -> list[str]:

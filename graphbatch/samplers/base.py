@@ -10,6 +10,7 @@ warm-up, distributed shares) are specified in ``docs/concepts.md``.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -18,13 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_int, check_seed
+from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_int, check_seed, warn_user
 from ..kernels.slots import COUNTERS
 from .bank import EmbeddingBank
 from .distributed import agree, all_gather_rows, is_distributed, world_default
 from .state import STATE_VERSION, dump, restore
 
-__all__ = ["EpochBatchSampler", "EpochBatch", "STATE_VERSION"]
+__all__ = ["parse_refresh_every", "EpochBatchSampler", "EpochBatch", "STATE_VERSION"]
 _REFRESH_ERRORS = (RuntimeError, ValueError, MemoryError)
 
 
@@ -39,6 +40,31 @@ class EpochBatch(list):
 
     def __reduce__(self):
         return _epoch_batch, (list(self), self.epoch)
+
+
+def parse_refresh_every(value: Any) -> float | None:
+    """Validate ``refresh_every``: an int of batches (returns ``None``) or ``"epoch"`` / ``"X epoch(s)"`` (returns X).
+
+    Example:
+        >>> parse_refresh_every(100), parse_refresh_every("epoch"), parse_refresh_every("0.5 epoch")
+        (None, 1.0, 0.5)
+    """
+    if isinstance(value, str):
+        parts = value.strip().lower().split()
+        if parts and parts[-1] in ("epoch", "epochs") and len(parts) <= 2:
+            try:
+                x = float(parts[0]) if len(parts) == 2 else 1.0
+            except ValueError:
+                x = float("nan")
+            if math.isfinite(x) and x > 0:
+                return x
+        raise ValueError(f"refresh_every must be a number of batches (int >= 1) or 'epoch', '0.5 epoch', "
+                         f"'2 epochs', got {value!r}")
+    if isinstance(value, float):
+        raise TypeError(f"refresh_every must be an int number of batches (or '{value:g} epoch' for a share of "
+                        f"an epoch), got the float {value!r}")
+    check_int("refresh_every", value, low=1)
+    return None
 
 
 def _epoch_batch(items: list[int], epoch: int) -> EpochBatch:
@@ -56,7 +82,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         drop_last: drop the last, short batch (and, distributed, the batches that do not split evenly).
         seed: base seed of every generator.
         embeddings: ``(N, d)`` initial embeddings; the model is built at construction and warm-up skipped.
-        refresh_every: rebuild the model every this many batches (per replica) when embeddings changed.
+        refresh_every: rebuild the model every this many batches (per replica) when embeddings changed;
+            or a cadence in epochs: ``"epoch"`` (before each epoch is planned), ``"0.25 epoch"``,
+            ``"2 epochs"`` (that share of this rank's batches per epoch, rounded, at least 1).
         warmup_epochs: epochs of random batches before the model is built automatically.
         num_replicas: number of distributed ranks (default: ``torch.distributed`` world size, else 1).
         rank: this rank (default: ``torch.distributed`` rank, else 0).
@@ -80,14 +108,15 @@ class EpochBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, num_nodes: int, batch_size: int, *, drop_last: bool = False, seed: int = 0,
-                 embeddings: Any = None, refresh_every: int = 100, warmup_epochs: int = 1,
+                 embeddings: Any = None, refresh_every: int | str = 100, warmup_epochs: int = 1,
                  num_replicas: int | None = None, rank: int | None = None, model: Any = None,
                  initial_state: Any = None) -> None:
         self.num_nodes = check_int("num_nodes", num_nodes, low=1)
         self.batch_size = check_int("batch_size", batch_size, low=1, high=self.num_nodes)
         self.drop_last = check_bool("drop_last", drop_last)
         self.seed = check_seed("seed", seed)
-        self.refresh_every = check_int("refresh_every", refresh_every, low=1)
+        self.refresh_every = refresh_every
+        self._refresh_epochs = parse_refresh_every(refresh_every)  # None: a number of batches
         self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, low=0)
         self.num_replicas, self.rank = world_default(num_replicas, rank)
         self.stats: dict[str, Any] = {
@@ -111,6 +140,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self._plan_arr: np.ndarray | None = None
         self._plan_list: list[int] | None = None  # the plan as Python ints (built on first use)
         self._plan_version = -1  # state version the current plan was made with
+        self._warned_no_graph = False
         if embeddings is not None:
             emb = as_embedding_rows("embeddings", embeddings)
             if emb.shape[0] != self.num_nodes:
@@ -130,6 +160,19 @@ class EpochBatchSampler(Sampler[list[int]]):
             warnings.warn(f"{type(self).__name__}: with drop_last=True, {self._num_plan_batches} full batches of "
                           f"{self.batch_size} and {self.num_replicas} ranks, every rank gets 0 batches per epoch",
                           RuntimeWarning, stacklevel=2)
+
+    @property
+    def refresh_batches(self) -> int:
+        """The refresh cadence in batches of this rank (``refresh_every`` resolved against ``len(self)``)."""
+        if self._refresh_epochs is None:
+            return self.refresh_every
+        return max(1, round(self._refresh_epochs * len(self)))
+
+    def refresh_description(self) -> str:
+        """``refresh_every`` in both units, e.g. ``"100 batches (~7.7 epochs)"``, for ``repr``."""
+        per_epoch = max(1, len(self))
+        every = self.refresh_batches
+        return f"{self.refresh_every!r} ({every} batches, ~{every / per_epoch:.3g} epochs)"
 
     @property
     def learns(self) -> bool:
@@ -180,6 +223,12 @@ class EpochBatchSampler(Sampler[list[int]]):
                 self.refresh()
             else:
                 waits = 1
+                self._warn_no_graph(epoch)
+        elif self._refresh_epochs is not None and self._step > self._last_refresh_step \
+                and self._step % self.refresh_batches == 0:
+            # a cadence in epochs refreshes before the epoch is planned, not after its first plan
+            self._last_refresh_step = self._step
+            self._periodic_refresh()
         plan, counters = self._compute_plan(epoch, consumed=0)
         self._epoch, self._next_epoch = epoch, epoch + 1
         self._yielded = 0
@@ -187,6 +236,20 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.stats["epochs"] += 1
         self.stats["graph_waits"] += waits
         self._install_plan(plan, counters, replan=False)
+
+    def _warn_no_graph(self, epoch: int) -> None:
+        """Once per sampler: an epoch past warm-up starts without a graph because rows were never embedded."""
+        missing = self._bank.missing
+        # drop_last leaves out a few rows per epoch (others in the next): not a mistake, unless it persists
+        dropped = self.num_nodes - len(self) * self.num_replicas * self.batch_size if self.drop_last else 0
+        if self._warned_no_graph or (missing <= dropped and epoch == self.warmup_epochs):
+            return
+        self._warned_no_graph = True
+        warn_user(f"{type(self).__name__}: epoch {epoch} is past warm-up (warmup_epochs={self.warmup_epochs}) "
+                  f"but {missing} of {self.num_nodes} rows were never passed to update(), so its batches are "
+                  "random, as every epoch's will be until they are. Call sampler.update(indices, embeddings) "
+                  "after each training step (every rank, every batch), or pass embeddings= at construction.",
+                  RuntimeWarning)
 
     def _make_plan(self, consumed: int, replan: bool) -> None:
         """(Re)plan every node not in the first ``consumed`` plan batches of the current epoch."""
@@ -231,8 +294,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         if not self._in_progress:
             self._begin_epoch()
         length, b, n = len(self), self.batch_size, self.num_nodes
+        every = self.refresh_batches
         while self._yielded < length:
-            if self._step > self._last_refresh_step and self._step % self.refresh_every == 0:
+            if self._step > self._last_refresh_step and self._step % every == 0:
                 self._last_refresh_step = self._step
                 self._periodic_refresh()
             if self._plan_version != self._version:

@@ -74,7 +74,7 @@ class KNNBatchSampler(GraphSamplerBase):
         candidates: random candidates per node (``None``: exact kNN).
         **kwargs: as :class:`~graphbatch.samplers.graph_sampler.GraphSamplerBase` /
             :class:`~graphbatch.samplers.EpochBatchSampler` (``metric``, ``refresh_every``,
-            ``warmup_epochs``, ``labels``, ``drop_last``, ``seed``, ``embeddings``, ``num_replicas``, ...).
+            ``warmup_epochs``, ``groups``, ``drop_last``, ``seed``, ``embeddings``, ``num_replicas``, ...).
 
     Example:
         >>> import torch

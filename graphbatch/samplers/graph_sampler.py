@@ -10,13 +10,61 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._validation import check_choice, check_int, check_real, describe
+import numpy as np
+
+from .._validation import check_choice, check_int, check_real, describe, warn_user
 from ..graph import ProximityGraph
 from .base import EpochBatchSampler
 from .models import GraphBuilder, GraphModel, GraphState
 from .planners import Guard
 
-__all__ = ["GraphSamplerBase"]
+__all__ = ["GraphSamplerBase", "resolve_groups", "check_groups_feasible"]
+
+
+def _warn_clamps(builder: GraphBuilder, n: int) -> None:
+    """Say when ``k`` or ``candidates`` exceed the data (the paper's 100 / 1000 on a small data set)."""
+    over = []
+    if builder.k > n - 1:
+        over.append(f"k={builder.k} -> {builder.k_eff}")
+    if builder.candidates is not None and builder.candidates > n:
+        over.append(f"candidates={builder.candidates} -> all {n - 1} (exact kNN)")
+    if over:
+        warn_user(f"{' and '.join(over)}: only {n} instances (the paper's k=100, candidates=1000 are meant for "
+                  "data sets of 10^5 and more; candidates=None asks for exact kNN)", UserWarning)
+
+
+def resolve_groups(groups: Any, labels: Any, owner: str) -> tuple[Any, str]:
+    """``groups=``, or its deprecated name ``labels=`` (with a ``FutureWarning``); returns ``(groups, name)``."""
+    if labels is None:
+        return groups, "groups"
+    if groups is not None:
+        raise TypeError(f"{owner}: pass groups= only (labels= is its deprecated name), not both")
+    warn_user(f"{owner}(labels=...) is deprecated and will be removed in the next release: the sampler's "
+              "argument is a group guard (never two members of a group in one batch), now named groups=. "
+              "Class labels for the metrics go to graphbatch.batch_hardness / compare_samplers.", FutureWarning)
+    return labels, "labels"
+
+
+def check_groups_feasible(codes: Any, batch_size: int, num_batches: int, name: str = "groups") -> None:
+    """Warn when the group guard cannot hold (too few groups for a batch, a group larger than the epoch).
+
+    ``codes`` are dense group codes (``-1`` = no group). A batch of ``batch_size`` needs that many
+    distinct groups (ungrouped nodes count as their own); a group of ``s`` members needs ``s``
+    batches. Otherwise the planners must break the guard (``stats["guard_violations"]``) or
+    fall back to random nodes, which is usually a sign that class labels were passed.
+    """
+    has = codes >= 0
+    sizes = np.bincount(codes[has]) if has.any() else np.zeros(0, dtype=np.int64)
+    free = int((~has).sum())
+    problems = []
+    if sizes.size + free < batch_size:
+        problems.append(f"only {sizes.size} groups (and {free} ungrouped nodes) for batches of {batch_size}")
+    if sizes.size and int(sizes.max()) > num_batches:
+        problems.append(f"the largest group has {int(sizes.max())} members for {num_batches} batches per epoch")
+    if problems:
+        warn_user(f"{name}= never puts two members of a group in one batch, but there are {' and '.join(problems)}: "
+                  "the guard cannot hold (guard violations, random fill). Pass group ids of near-duplicates, "
+                  "not class labels (those are for the metrics).", RuntimeWarning)
 
 
 class GraphSamplerBase(EpochBatchSampler):
@@ -35,7 +83,11 @@ class GraphSamplerBase(EpochBatchSampler):
         incremental_fraction: rebuild incrementally when at most this fraction of rows changed.
         build_kwargs: extra keyword arguments for :func:`graphbatch.build.neighbor_table`
             (e.g. ``method=``, ``device=``).
-        labels: ``(N,)`` group ids for the false-negative guard (``-1`` = no group).
+        groups: ``(N,)`` group ids for the false-negative guard: never two members of one group
+            in a batch (``-1`` = no group), e.g. the ids of near-duplicate sets or of the source
+            document. Not class labels: with fewer groups than ``batch_size`` (or a group larger
+            than the number of batches) the guard cannot hold, and a warning says so.
+        labels: deprecated name of ``groups`` (a ``FutureWarning``; removed in the next release).
         max_similarity: similarity threshold for the false-negative guard.
         stall_steps: walk steps without a new node before a fallback jump.
         scan_limit: unused candidates examined by a guarded random fallback.
@@ -64,7 +116,8 @@ class GraphSamplerBase(EpochBatchSampler):
     def __init__(self, num_nodes: int, batch_size: int, *, planner: Callable[[Guard, int, bool], Any],
                  k: int = 100, candidates: int | None = 1000, metric: str = "cosine",
                  incremental_fraction: float = 0.5, build_kwargs: dict[str, Any] | None = None,
-                 labels: Any = None, max_similarity: float | None = None, stall_steps: int = 32,
+                 groups: Any = None, labels: Any = None, max_similarity: float | None = None,
+                 stall_steps: int = 32,
                  scan_limit: int = 4096, graph: ProximityGraph | None = None, skip: int = 0,
                  margin: float | None = None, mutual: bool = False, community_size: int | None = None,
                  community_method: str = "kmeans", max_per_community: int | None = None,
@@ -74,6 +127,7 @@ class GraphSamplerBase(EpochBatchSampler):
                                incremental_fraction=incremental_fraction, build_kwargs=build_kwargs, skip=skip,
                                margin=margin, mutual=mutual, community_size=community_size,
                                community_method=community_method)
+        _warn_clamps(builder, n)
         if max_per_community is not None:
             max_per_community = check_int("max_per_community", max_per_community, low=1)
             if community_size is None:
@@ -91,8 +145,9 @@ class GraphSamplerBase(EpochBatchSampler):
         self.max_similarity = max_similarity
         self.stall_steps = check_int("stall_steps", stall_steps, low=1)
         self.scan_limit = check_int("scan_limit", scan_limit, low=1)
-        guard = Guard(n, labels, max_similarity, builder.metric, self.scan_limit,
-                      max_per_community=max_per_community, name="labels")
+        groups, name = resolve_groups(groups, labels, type(self).__name__)
+        guard = Guard(n, groups, max_similarity, builder.metric, self.scan_limit,
+                      max_per_community=max_per_community, name=name)
         initial = None
         if graph is not None:
             if not isinstance(graph, ProximityGraph):
@@ -103,6 +158,25 @@ class GraphSamplerBase(EpochBatchSampler):
         planner_obj = planner(guard, self.stall_steps, self.plan == "rounds")
         super().__init__(n, batch_size, model=GraphModel(builder, planner_obj),
                          initial_state=initial, **kwargs)
+        if guard.groups is not None:
+            check_groups_feasible(guard.groups, self.batch_size, self._num_plan_batches, name)
+
+    def graph_settings(self) -> str:
+        """``k`` and ``candidates`` as given and as used (they are clamped to the data), for ``repr``."""
+        b = self._model.builder
+        k = f"k={self.k}" if b.k_eff == self.k else f"k={self.k}->{b.k_eff}"
+        if self.candidates is None:
+            m = "candidates=None (exact kNN)"
+        elif b.m_eff is None:
+            m = f"candidates={self.candidates}->all {self.num_nodes - 1} (exact kNN)"
+        else:
+            m = f"candidates={self.candidates}"
+        return f"{k}, {m}"
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(num_nodes={self.num_nodes}, batch_size={self.batch_size}, "
+                f"{self.graph_settings()}, refresh_every={self.refresh_description()}, drop_last={self.drop_last}, "
+                f"seed={self.seed})")
 
     @property
     def graph(self) -> ProximityGraph | None:

@@ -65,7 +65,7 @@ class GraphBuilder:
         candidates: ``M`` random candidates per node (``None`` or ``>= N - 1``: exact kNN). Every
             full build draws fresh candidates, seeded by ``(seed, draw number)``; an incremental
             one keeps the current draw, so its rows equal those of a full build with that draw.
-        metric: ``"cosine"``, ``"ip"`` or ``"euclidean"``.
+        metric: ``"cosine"``, ``"ip"``, ``"euclidean"`` or ``"tanimoto"`` (see :mod:`graphbatch.build.scoring`).
         incremental_fraction: build incrementally when at most this fraction of rows changed.
         build_kwargs: extra arguments of :func:`graphbatch.build.neighbor_table` (``method=``,
             ``device=``, ...; ``seed=`` fixes the draw).

@@ -43,14 +43,17 @@ class RWRBatchSampler(GraphSamplerBase):
         candidates: random candidates per node, ``M`` (paper: 1000; ``None`` = exact kNN).
         restart_prob: walk restart probability in (0, 1] (paper: 0.2), or a schedule
             ``epoch -> float`` such as :class:`linear_decay` ``(0.2, 0.05, epochs)``.
-        refresh_every: rebuild the graph from the embedding bank every this many batches (paper: 100).
+        refresh_every: rebuild the graph from the embedding bank every this many batches (paper: 100),
+            or in epochs: ``"epoch"`` (at every epoch start), ``"0.5 epoch"``, ``"2 epochs"``.
         warmup_epochs: random epochs before the first graph (skipped when ``embeddings`` is given).
         mode: ``"walk"`` (the paper's walker) or ``"ppr"`` (top personalized-PageRank scores from the seed).
         drop_last: drop the last short batch.
         seed: base random seed.
         embeddings: ``(N, d)`` embeddings to build the first graph from at construction.
-        metric: similarity for the graph: ``"cosine"``, ``"ip"`` or ``"euclidean"``.
-        labels: ``(N,)`` group ids never put together in a batch (``-1`` = none).
+        metric: similarity for the graph: ``"cosine"``, ``"ip"``, ``"euclidean"`` or ``"tanimoto"`` (0/1 fingerprints).
+        groups: ``(N,)`` group ids never put together in a batch (``-1`` = none): near-duplicate
+            sets, not class labels (see :class:`~graphbatch.samplers.graph_sampler.GraphSamplerBase`).
+        labels: deprecated name of ``groups`` (``FutureWarning``).
         max_similarity: never put two instances more similar than this together.
         ppr_eps: push tolerance for ``mode="ppr"`` (default ``0.1 / batch_size`` for ``"push"``,
             ``0.25 / batch_size`` for ``"rwr_truncated"``: at most ``1 / (p eps)`` pushes per seed, enough
@@ -63,7 +66,7 @@ class RWRBatchSampler(GraphSamplerBase):
         ppr_chunk: seeds per ``rwr_truncated`` call.
         walkers: ``mode="walk"``: batches built at once, one step each in turn, so their cache
             misses overlap (a node goes to the walker that reaches it first; 1 = strictly one
-            batch after another; forced to 1 with ``labels``). More is faster but walkers that
+            batch after another; forced to 1 with ``groups``). More is faster but walkers that
             share a cluster split it (measured in ``benchmarks/RESULTS.md``).
         num_replicas: distributed world size (default from ``torch.distributed``).
         rank: distributed rank (default from ``torch.distributed``).
@@ -82,9 +85,10 @@ class RWRBatchSampler(GraphSamplerBase):
     """
 
     def __init__(self, num_nodes: int, batch_size: int, *, k: int = 100, candidates: int | None = 1000,
-                 restart_prob: RestartProb = 0.2, refresh_every: int = 100, warmup_epochs: int = 1,
+                 restart_prob: RestartProb = 0.2, refresh_every: int | str = 100, warmup_epochs: int = 1,
                  mode: str = "walk", drop_last: bool = False, seed: int = 0, embeddings: Any = None,
-                 metric: str = "cosine", labels: Any = None, max_similarity: float | None = None,
+                 metric: str = "cosine", groups: Any = None, labels: Any = None,
+                 max_similarity: float | None = None,
                  ppr_eps: float | None = None, ppr_sample: bool = False, ppr_chunk: int = 64,
                  ppr_engine: str = "auto", walkers: int = 8,
                  num_replicas: int | None = None, rank: int | None = None, **kwargs: Any) -> None:
@@ -108,7 +112,8 @@ class RWRBatchSampler(GraphSamplerBase):
                 if rounds:
                     raise ValueError("plan='rounds' is for mode='walk' (and KNNBatchSampler), not mode='ppr'")
                 return PprPlanner(n, b, guard, schedule, eps, sample, engine, chunk)
-        super().__init__(n, b, planner=planner, k=k, candidates=candidates, metric=metric, labels=labels,
+        super().__init__(n, b, planner=planner, k=k, candidates=candidates, metric=metric, groups=groups,
+                         labels=labels,
                          max_similarity=max_similarity, refresh_every=refresh_every,
                          warmup_epochs=warmup_epochs, drop_last=drop_last, seed=seed, embeddings=embeddings,
                          num_replicas=num_replicas, rank=rank, **kwargs)
@@ -119,7 +124,6 @@ class RWRBatchSampler(GraphSamplerBase):
         return self._model.planner.restart_prob(e)
 
     def __repr__(self) -> str:
-        return (f"RWRBatchSampler(num_nodes={self.num_nodes}, batch_size={self.batch_size}, k={self.k}, "
-                f"candidates={self.candidates}, restart_prob={self.restart_prob!r}, "
-                f"refresh_every={self.refresh_every}, mode={self.mode!r}, drop_last={self.drop_last}, "
-                f"seed={self.seed})")
+        return (f"RWRBatchSampler(num_nodes={self.num_nodes}, batch_size={self.batch_size}, {self.graph_settings()}, "
+                f"restart_prob={self.restart_prob!r}, refresh_every={self.refresh_description()}, mode={self.mode!r}, "
+                f"drop_last={self.drop_last}, seed={self.seed})")

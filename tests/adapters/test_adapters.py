@@ -683,3 +683,20 @@ def test_simclr_augment_flip_switch():
     with pytest.raises(TypeError, match="flip"):
         A.simclr_augment(4, flip="no")
     assert no_flip(x, generator=torch.Generator().manual_seed(0)).shape == (1, 4, 4)
+
+
+def test_batch_index_refuses_a_node_index_that_pyg_offset(rng):
+    """A hand-made node_index on plain Data collates [3, 7, 11] -> [3, 12, 21] and was accepted (issue 15)."""
+    from torch_geometric.data import Batch, Data
+
+    ids = rng.choice(100, 3, replace=False).tolist()
+    sizes = rng.integers(2, 6, 3).tolist()
+    plain = [Data(x=torch.randn(s, 2), node_index=torch.tensor([i])) for s, i in zip(sizes, ids)]
+    b = Batch.from_data_list(plain)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    assert b.node_index.tolist() == (np.array(ids) + offsets).tolist()  # what PyG does
+    with pytest.raises(ValueError, match="offset by PyG's collation"):
+        batch_index(b)
+    ok = Batch.from_data_list([attach_node_index(Data(x=torch.randn(s, 2)), i) for s, i in zip(sizes, ids)])
+    assert batch_index(ok).tolist() == ids
+    assert batch_index(plain[0]).tolist() == [ids[0]]  # a single Data is not collated

@@ -388,3 +388,26 @@ def test_finite_embeddings_whose_scores_overflow_are_refused(rng, metric, dtype,
         build_proximity_graph(x, 3, candidates=None, metric=metric)
     g = build_proximity_graph(x / scale, 3, candidates=None, metric=metric)  # scaled down: a graph
     assert bool(torch.isfinite(g.values).all())
+
+
+@pytest.mark.parametrize("method", ["candidates", "exact"])
+def test_tanimoto_on_fingerprints_equals_jaccard_brute_force(rng, method):
+    """metric='tanimoto' on 0/1 fingerprints: edges and weights are the exact Jaccard top-k."""
+    n, d, k = int(rng.integers(40, 120)), int(rng.integers(16, 64)), int(rng.integers(2, 6))
+    fp = rng.random((n, d)) < rng.uniform(0.05, 0.4)
+    fp[int(rng.integers(n))] = False  # an all-zero fingerprint: similarity 0 to everything
+    g = build_proximity_graph(fp.astype(np.float32), k, candidates=None if method == "exact" else n - 1,
+                              method=method, metric="tanimoto")
+    inter = fp.astype(np.int64) @ fp.T.astype(np.int64)
+    cnt = fp.sum(1)
+    union = cnt[:, None] + cnt[None, :] - inter
+    jac = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    np.fill_diagonal(jac, -np.inf)
+    crow, col, val = g.crow.numpy(), g.col.numpy(), g.values.numpy()
+    for i in range(n):
+        mine = col[crow[i]:crow[i + 1]]
+        np.testing.assert_allclose(val[crow[i]:crow[i + 1]], jac[i, mine], rtol=1e-6)
+        kth = np.sort(jac[i])[::-1][k - 1]
+        assert (jac[i, mine] >= kth - 1e-6).all()  # the top-k up to ties
+    with pytest.raises(ValueError, match="nndescent"):
+        build_proximity_graph(fp.astype(np.float32), k, method="nndescent", metric="tanimoto")

@@ -194,6 +194,46 @@ def test_epoch_summary_against_direct_count(rng):
     assert seg[0] == pytest.approx(np.mean(t["excess_hardness"][:3]))  # positions 0, 1/9, 2/9 < 1/4
 
 
+def test_epoch_means_weigh_batches_by_their_pairs(rng):
+    """1,282 = 20 x 64 + 2 items: the 2-item batch weighed as much as a full one (0.081 read instead of 0.052)."""
+    n, b = 1282, 64
+    emb = rng.normal(size=(n, 6)) + rng.normal(size=(1, 6)) * 0.5
+    labels = rng.integers(0, 10, size=n)
+    perm = rng.permutation(n)
+    batches = [perm[i:i + b].tolist() for i in range(0, n, b)]
+    assert len(batches[-1]) == 2
+    s = epoch_summary(batch_hardness(emb, batches, labels=labels), batches, num_nodes=n)
+    # independent reference: every in-batch pair of the epoch pooled
+    u = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    cos, same = [], []
+    for bt in batches:
+        i, j = np.triu_indices(len(bt), 1)
+        cos.append((u[bt][i] * u[bt][j]).sum(1))
+        same.append(labels[bt][i] == labels[bt][j])
+    cos, same = np.concatenate(cos), np.concatenate(same)
+    assert s["mean_mean_cosine"] == pytest.approx(cos.mean(), rel=1e-9)
+    assert s["mean_false_negative_rate"] == pytest.approx(same.mean(), rel=1e-9)
+    g = u @ u.T
+    mu = (g.sum() - np.trace(g)) / (n * (n - 1))
+    assert s["mean_excess_hardness"] == pytest.approx(cos.mean() - mu, rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("labels, err", [(np.linspace(0, 1, 50), "look continuous")])
+def test_continuous_labels_are_refused(labels, err):
+    """1,282 distinct floats were taken as classes (false-negative rate 0.002)."""
+    emb = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(ValueError, match=err):
+        batch_hardness(emb, [list(range(10))], labels=labels)
+
+
+def test_nearly_unique_labels_warn(rng):
+    n = 60
+    emb = rng.normal(size=(n, 3))
+    with pytest.warns(RuntimeWarning, match="distinct values for 60 rows"):
+        batch_hardness(emb, [list(range(10))], labels=rng.permutation(n))
+    batch_hardness(emb, [list(range(10))], labels=np.arange(n) % 5 * 1.0)  # integral floats: classes, quiet
+
+
 def test_table_helpers():
     t = Table({"name": ["a", "bb"], "x": np.array([1.0, np.nan]), "k": [1, 2], "s": [{"p": 1}, {"p": 2}]})
     assert t.columns == ["name", "x", "k", "s"]
@@ -284,8 +324,10 @@ def test_compare_samplers_matches_direct_metrics(rng):
         batches = details[name]["batches"]
         direct = batch_hardness(emb, batches, labels)
         row = table[list(table["name"]).index(name)]
-        assert row["mean_cosine"] == pytest.approx(float(np.mean(direct["mean_cosine"])))
-        assert row["false_negative_rate"] == pytest.approx(float(np.mean(direct["false_negative_rate"])))
+        pairs = direct["size"] * (direct["size"] - 1) / 2  # epoch means are pair-weighted
+        assert row["mean_cosine"] == pytest.approx(float(np.average(direct["mean_cosine"], weights=pairs)))
+        assert row["false_negative_rate"] == pytest.approx(
+            float(np.average(direct["false_negative_rate"], weights=pairs)))
         flat = [i for bb in batches for i in bb]
         assert row["coverage"] == pytest.approx(len(set(flat)) / n)
         assert row["duplicates"] == len(flat) - len(set(flat))

@@ -176,7 +176,7 @@ def test_rounds_plans_exact_epochs(n, bfrac, drop_last, seed, cls, cap, groups):
     g = np.random.default_rng(seed)
     emb, _ = mixture(g, n, d=4, clusters=3)
     kw = dict(embeddings=emb, seed=seed, drop_last=drop_last, plan="rounds", refresh_every=3,
-              labels=g.integers(-1, max(2, n // 3), n) if groups else None)
+              groups=g.integers(-1, max(2, n // 3), n) if groups else None)
     if cap:
         kw.update(community_size=max(1, n // 3), max_per_community=max(1, b // 3))
     s = (gb.KNNBatchSampler(n, b, k=min(8, max(1, n - 1)), candidates=None, **kw) if cls == "knn"

@@ -243,9 +243,9 @@ def _assert_same_csr(g, ref):
 
 
 # ------------------------------------------------------------------ 11. messages and warnings
-def test_string_group_labels_name_the_argument():
-    with pytest.raises(TypeError, match="labels must hold integers"):
-        gb.RWRBatchSampler(4, 2, k=2, candidates=3, labels=["a", "b", "a", "c"])
+def test_string_group_ids_name_the_argument():
+    with pytest.raises(TypeError, match="groups must hold integers"):
+        gb.RWRBatchSampler(4, 2, k=2, candidates=3, groups=["a", "b", "a", "c"])
 
 
 def test_drop_last_with_fewer_batches_than_ranks_warns():

@@ -31,7 +31,7 @@ def test_epochs_partition_property(n, bfrac, k, m, p, mode, drop_last, seed, use
     emb, lab = mixture(g, n, d=4, clusters=3)
     labels = g.integers(-1, max(2, n // 3), n) if use_labels else None
     s = RWRBatchSampler(n, b, k=k, candidates=max(m, k), restart_prob=p, mode=mode, drop_last=drop_last,
-                        seed=seed, embeddings=emb, labels=labels, refresh_every=3, walkers=walkers,
+                        seed=seed, embeddings=emb, groups=labels, refresh_every=3, walkers=walkers,
                         ppr_sample=sample)
     for epoch in range(2):
         s.set_epoch(epoch)
@@ -330,8 +330,8 @@ def test_label_guard(rng):
     emb, lab = mixture(rng, n, clusters=6)
     groups = rng.permutation(n) // 2  # pairs of instances with the same group id
     groups[rng.choice(n, 30, replace=False)] = -1  # no group: unconstrained
-    s = RWRBatchSampler(n, b, k=8, candidates=100, embeddings=emb, labels=groups)
-    w = RWRBatchSampler(n, b, k=8, candidates=100, labels=groups)  # warm-up (random) batches obey it too
+    s = RWRBatchSampler(n, b, k=8, candidates=100, embeddings=emb, groups=groups)
+    w = RWRBatchSampler(n, b, k=8, candidates=100, groups=groups)  # warm-up (random) batches obey it too
     for sampler in (s, s, w):
         before = sampler.stats["guard_violations"]
         batches = list(sampler)
@@ -350,7 +350,7 @@ def test_label_guard_infeasible_counts_violations(rng):
     n, b = 60, 10
     emb, _ = mixture(rng, n)
     groups = np.arange(n) % 3  # only 3 groups, batches of 10: impossible
-    s = RWRBatchSampler(n, b, k=5, candidates=30, embeddings=emb, labels=groups)
+    s = RWRBatchSampler(n, b, k=5, candidates=30, embeddings=emb, groups=groups)
     check_epoch(list(s), n, b, False, len(s))
     assert s.stats["guard_violations"] > 0
 
@@ -422,8 +422,8 @@ def test_bad_inputs(rng):
         RWRBatchSampler(30, 5, mode="ppr", ppr_eps=0.0)
     with pytest.raises(ValueError, match="candidates"):
         RWRBatchSampler(30, 5, k=10, candidates=5)
-    with pytest.raises(ValueError, match="labels"):
-        RWRBatchSampler(30, 5, labels=np.zeros(29, dtype=int))
+    with pytest.raises(ValueError, match="groups"):
+        RWRBatchSampler(30, 5, groups=np.zeros(29, dtype=int))
     with pytest.raises(ValueError, match="rank"):
         RWRBatchSampler(30, 5, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="num_nodes"):
