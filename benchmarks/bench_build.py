@@ -8,6 +8,8 @@ Two parts:
   and recall against exact kNN on a sample of rows. Exact kNN at large N is
   timed on ``--exact-rows`` sampled rows and extrapolated (marked "sampled").
   The peak GEMM rate of this machine is measured first with a plain ``torch.mm``.
+  faiss rows (``faiss-flat`` exact, ``faiss-hnsw``, ``faiss-ivf``; needs faiss-cpu) run in the
+  same process, so they compare with graphbatch's builders as ratios within one run.
 * ``--hubness``: in-degree distribution (max, Gini, top-1% share, zero in-degree)
   of the candidate graph for several ``block_size`` values, against per-anchor
   independent pools (the literal paper construction) and exact kNN, on Gaussian
@@ -17,6 +19,7 @@ Examples::
 
     python benchmarks/bench_build.py --sizes 10000 100000 --methods candidates exact
     python benchmarks/bench_build.py --sizes 1000000 --methods candidates --repeat 2
+    python benchmarks/bench_build.py --sizes 100000 --methods exact faiss-flat faiss-hnsw nndescent --data clustered
     python benchmarks/bench_build.py --hubness --hub-n 20000
 """
 # ruff: noqa: B023  (the lambdas below are called at once, inside their loop iteration)
@@ -98,6 +101,26 @@ def machine() -> str:
 
 
 # ------------------------------------------------------------------------- timing
+def _faiss_spec(method: str, n: int) -> str:
+    """faiss-flat (exact), faiss-hnsw (HNSW32), faiss-ivf (IVF with 4 sqrt(N) lists, nprobe 16)."""
+    kind = method.split("-", 1)[1]
+    if kind == "flat":
+        return "Flat"
+    if kind == "hnsw":
+        return "HNSW32"
+    if kind == "ivf":
+        return f"IVF{max(16, int(4 * n ** 0.5))},Flat"
+    raise SystemExit(f"unknown faiss method {method} (faiss-flat, faiss-hnsw, faiss-ivf)")
+
+
+def make_data(n: int, d: int, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """Gaussian rows, or ``clustered``: 100 Gaussian clusters (unit spread around centres of spread 3)."""
+    if kind == "gaussian":
+        return torch.randn(n, d, generator=gen)
+    centres = torch.randn(100, d, generator=gen) * 3
+    return centres[torch.randint(0, 100, (n,), generator=gen)] + torch.randn(n, d, generator=gen)
+
+
 def run_timing(args) -> dict:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() and not args.cpu_only
                                        else [])
@@ -114,7 +137,7 @@ def run_timing(args) -> dict:
               f"{peaks[str(dev)]['large']:.0f}", flush=True)
     gen = torch.Generator().manual_seed(args.seed)
     for n in args.sizes:
-        x_cpu = torch.randn(n, args.dim, generator=gen)
+        x_cpu = make_data(n, args.dim, args.data, gen)
         sample = torch.randperm(n, generator=gen)[:min(n, args.recall_rows)]
         for dev in devices:
             x = x_cpu.to(dev)
@@ -146,6 +169,14 @@ def run_timing(args) -> dict:
                         CPU_SECONDS[0] = exact_cpu_row * n
                         rec["sampled"] = f"{sample.numel()} rows timed, extrapolated to N"
                         rec["recall"] = 1.0
+                elif method.startswith("faiss-"):
+                    spec = _faiss_spec(method, n)
+                    rec["faiss_index"] = spec
+                    neighbor_table(x[:500], args.k, method="faiss", faiss_index="Flat")  # load faiss once
+                    secs, (idx, _) = best_time(lambda: neighbor_table(x, args.k, method="faiss", faiss_index=spec),
+                                               1 if spec != "Flat" else args.repeat, dev)
+                    flops = 2.0 * n * n * args.dim if spec == "Flat" else None
+                    rec["recall"] = recall(idx[sample], ref_idx)
                 elif method == "nndescent":
                     if dev.type != "cpu":
                         continue  # pynndescent runs on CPU; timed once
@@ -247,8 +278,9 @@ def run_hubness(args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--data", choices=["gaussian", "clustered"], default="gaussian")
     p.add_argument("--methods", nargs="+", default=["candidates", "exact", "nndescent"],
-                   choices=["candidates", "exact", "nndescent"])
+                   choices=["candidates", "exact", "nndescent", "faiss-flat", "faiss-hnsw", "faiss-ivf"])
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--candidates", type=int, default=1000)

@@ -4,7 +4,8 @@
 * :mod:`.candidates` -- the paper's ``M`` random candidates per anchor, and :func:`draw_candidates`;
 * :mod:`.exact` -- exact kNN by chunked matrix products;
 * :mod:`.nndescent` -- approximate kNN by pynndescent;
-* :mod:`.scoring` -- the metrics (cosine, inner product, negative squared distance) and a fast top-k.
+* :mod:`.faiss_knn` -- approximate (HNSW, IVF) or exact kNN by faiss;
+* :mod:`.scoring` -- the metrics (cosine, inner product, negative squared distance, Tanimoto) and a fast top-k.
 
 Example:
     >>> import torch

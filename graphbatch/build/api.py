@@ -25,17 +25,19 @@ from .._validation import (
     check_int,
     check_real,
     check_seed,
+    describe,
 )
 from ..graph import ProximityGraph
 from ..graph.convert import table_to_csr
 from .candidates import block_size_for, candidates_table
 from .exact import exact_table
+from .faiss_knn import faiss_table
 from .nndescent import nndescent_table
 from .scoring import Scorer
 
 __all__ = ["build_proximity_graph", "neighbor_table", "BuildArgs", "METHODS", "METRICS", "DEFAULT_CHUNK_SIZE"]
 
-METHODS = ("candidates", "exact", "nndescent")
+METHODS = ("candidates", "exact", "nndescent", "faiss")
 METRICS = ("cosine", "ip", "euclidean", "tanimoto")
 #: Largest number of similarity scores held at once by ``method="exact"`` (64 MiB of float32).
 DEFAULT_CHUNK_SIZE = 1 << 24
@@ -46,16 +48,17 @@ Device = Union[str, torch.device, None]
 class BuildArgs:
     """Validated arguments shared by :func:`build_proximity_graph` and :func:`neighbor_table`."""
 
-    __slots__ = ("x", "n", "k", "m", "method", "metric", "seed", "self_loops", "device",
+    __slots__ = ("x", "n", "k", "m", "method", "metric", "seed", "self_loops", "device", "faiss_index", "faiss_params",
                  "progress", "block_size", "chunk_size", "skip", "ceiling")
 
     def __init__(self, embeddings: Any, k: Any, candidates: Any, method: Any, metric: Any, seed: Any,
                  self_loops: Any, device: Device, progress: Any, block_size: Any, chunk_size: Any,
-                 skip: Any = 0, margin: Any = None, positive_scores: Any = None) -> None:
+                 skip: Any = 0, margin: Any = None, positive_scores: Any = None, faiss_index: Any = None,
+                 faiss_params: Any = None) -> None:
         self.method = check_choice("method", method, METHODS)
         self.metric = check_choice("metric", metric, METRICS)
-        if self.metric == "tanimoto" and self.method == "nndescent":
-            raise ValueError("metric='tanimoto' is computed by method='candidates' or 'exact', not 'nndescent'")
+        if self.metric == "tanimoto" and self.method in ("nndescent", "faiss"):
+            raise ValueError(f"metric='tanimoto' is computed by method='candidates' or 'exact', not {self.method!r}")
         x = as_float_matrix("embeddings", embeddings)
         n = int(x.shape[0])
         if n < 2:
@@ -79,6 +82,12 @@ class BuildArgs:
         self.device = check_device("device", device, default=x.device)
         self.n, self.x = n, x
         self.ceiling = _ceiling(margin, positive_scores, n)
+        for name, value in (("faiss_index", faiss_index), ("faiss_params", faiss_params)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TypeError(f"{name} must be a non-empty str, got {describe(value)}")
+            if value is not None and self.method != "faiss":
+                raise ValueError(f"{name} is for method='faiss', got method={self.method!r}")
+        self.faiss_index, self.faiss_params = faiss_index, faiss_params
 
 
 def _ceiling(margin: Any, positive_scores: Any, n: int) -> float | torch.Tensor | None:
@@ -96,7 +105,7 @@ def _ceiling(margin: Any, positive_scores: Any, n: int) -> float | torch.Tensor 
     return margin * pos
 
 
-_TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nndescent_table}
+_TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nndescent_table, "faiss": faiss_table}
 
 
 @torch.no_grad()
@@ -118,8 +127,8 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
                    metric: str = "cosine", seed: int | None = None, rows: Any = None,
                    self_loops: bool = False, device: Device = None, progress: bool = False,
                    block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
-                   margin: float | None = None,
-                   positive_scores: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   margin: float | None = None, positive_scores: Any = None, faiss_index: str | None = None,
+                   faiss_params: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` neighbour table of the anchor ``rows`` (default: all rows).
 
     Same arguments and semantics as :func:`build_proximity_graph`; for a fixed
@@ -133,7 +142,7 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
         embeddings: ``(N, d)`` torch tensor or numpy array.
         k: neighbours per anchor, ``1 <= k <= N - 1``.
         candidates: ``M`` random candidates per anchor (``None`` or ``M >= N - 1``: exact kNN).
-        method: ``"candidates"``, ``"exact"`` or ``"nndescent"``.
+        method: ``"candidates"``, ``"exact"``, ``"nndescent"`` or ``"faiss"``.
         metric: ``"cosine"``, ``"ip"``, ``"euclidean"`` or ``"tanimoto"`` (see :mod:`graphbatch.build.scoring`).
         seed: seed of the candidate draw / nndescent (non-negative int) or ``None``.
         rows: anchor rows (1-D ints, duplicates allowed), default all ``N``.
@@ -144,6 +153,7 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
             ``None``: ``(M + 1) // 16``, clipped to ``[1, 1024]``.
         chunk_size: most scores held at once (``method="exact"``).
         skip, margin, positive_scores: the false-negative controls of :func:`build_proximity_graph`.
+        faiss_index, faiss_params: the index and search parameters of ``method="faiss"``.
 
     Returns:
         ``(index, scores)``: LongTensor ``(R, k)`` of neighbour ids and their
@@ -166,7 +176,7 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
         True
     """
     a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
-                  skip, margin, positive_scores)
+                  skip, margin, positive_scores, faiss_index, faiss_params)
     if rows is None:
         return _table(a, None)
     r = as_index_tensor("rows", rows, num_nodes=a.n, device=a.device, allow_empty=True)
@@ -180,7 +190,8 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
                           self_loops: bool = False, device: Device = None, progress: bool = False,
                           block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
                           mutual: bool = False, margin: float | None = None,
-                          positive_scores: Any = None) -> ProximityGraph:
+                          positive_scores: Any = None, faiss_index: str | None = None,
+                          faiss_params: str | None = None) -> ProximityGraph:
     """Link every instance to its top-``k`` most similar instances.
 
     ``method="candidates"`` (the BatchSampler construction): each anchor keeps
@@ -200,7 +211,11 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
     ``method="nndescent"``: approximate kNN by pynndescent on CPU (numba; the
     first call in a process spends seconds compiling). ``"ip"`` is reduced to a
     Euclidean search on augmented vectors. The neighbours' scores are recomputed
-    exactly in ``metric``. ``candidates`` is ignored by ``"exact"`` and ``"nndescent"``.
+    exactly in ``metric``. ``candidates`` is ignored by ``"exact"``, ``"nndescent"`` and ``"faiss"``.
+
+    ``method="faiss"``: a faiss index (``faiss_index``, default HNSW; ``"Flat"`` is exact)
+    searched for every anchor, for data past what the other methods serve; the scores are
+    recomputed exactly in ``metric`` (:mod:`graphbatch.build.faiss_knn`). Needs faiss-cpu or faiss-gpu.
 
     Self-loops are excluded unless ``self_loops=True`` (then the anchor is always
     one of its own candidates, and usually its own top neighbour for cosine).
@@ -217,7 +232,7 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         embeddings: ``(N, d)`` torch tensor or numpy array, finite values.
         k: out-degree, ``1 <= k <= N - 1``.
         candidates: ``M`` random candidates per anchor, ``M >= k``; ``None`` = all.
-        method: ``"candidates"``, ``"exact"`` or ``"nndescent"``.
+        method: ``"candidates"``, ``"exact"``, ``"nndescent"`` or ``"faiss"``.
         metric: ``"cosine"``, ``"ip"`` (inner product), ``"euclidean"`` (edge value
             ``-|x - y|^2``) or ``"tanimoto"`` (Jaccard's index on 0/1 fingerprints; not with
             ``"nndescent"``).
@@ -235,6 +250,9 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         mutual: keep only edges present in both directions (weight: the smaller score).
         margin: similarity ceiling (absolute, or a fraction of ``positive_scores``).
         positive_scores: ``(N,)`` similarity of each anchor to its positive (with ``margin``).
+        faiss_index: ``method="faiss"``: a ``faiss.index_factory`` string (default ``"HNSW32"``;
+            ``"Flat"`` exact, ``"IVF1024,Flat"``).
+        faiss_params: ``method="faiss"``: search parameters, e.g. ``"efSearch=128"`` or ``"nprobe=32"``.
 
     Returns:
         :class:`~graphbatch.ProximityGraph` with ``k`` out-edges per node (fewer
@@ -245,7 +263,8 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         ValueError: NaN/inf or empty embeddings, non-2-D input, ``k`` outside
             ``[1, N - 1]``, ``candidates < k``, unknown ``method``/``metric``, bad rows.
         TypeError: an argument of the wrong type.
-        graphbatch.backend.MissingDependencyError: pynndescent missing for ``"nndescent"``.
+        graphbatch.backend.MissingDependencyError: pynndescent missing for ``"nndescent"``, faiss for
+            ``"faiss"``.
 
     Example:
         >>> import torch
@@ -259,7 +278,7 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         tensor(True)
     """
     a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
-                  skip, margin, positive_scores)
+                  skip, margin, positive_scores, faiss_index, faiss_params)
     mutual = check_bool("mutual", mutual)
     idx, val = _table(a, None)
     graph = _graph_from_table(idx, val, a.n)

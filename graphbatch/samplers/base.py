@@ -203,7 +203,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         """Choose the epoch the next pass produces (its batches depend on ``(seed, epoch)``).
 
         Setting the epoch that is in progress (e.g. after :meth:`load_state_dict`)
-        keeps the progress, so the pass resumes.
+        keeps the progress, so the pass resumes. An epoch stays in progress until its
+        iterator is exhausted: a consumer that stops after exactly ``len(self)`` batches
+        (Lightning does) and saves the state then resumes into that epoch with no batch
+        left, as a resumed training loop expects; set the next epoch to go on.
         """
         epoch = check_int("epoch", epoch, low=0)
         if self._in_progress and epoch == self._epoch:

@@ -411,3 +411,41 @@ def test_tanimoto_on_fingerprints_equals_jaccard_brute_force(rng, method):
         assert (jac[i, mine] >= kth - 1e-6).all()  # the top-k up to ties
     with pytest.raises(ValueError, match="nndescent"):
         build_proximity_graph(fp.astype(np.float32), k, method="nndescent", metric="tanimoto")
+
+
+@pytest.mark.skipif(not backend.WITH_FAISS, reason="faiss is optional and not installed")
+@pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
+def test_faiss_flat_is_exact_and_hnsw_recalls(rng, metric):
+    """method='faiss': 'Flat' equals the exact kNN (edges and scores); HNSW reaches high recall."""
+    n, d, k = 400, 16, 8
+    x = torch.tensor(rng.normal(size=(n, d)) + rng.normal(size=(8, d))[rng.integers(0, 8, n)] * 2,
+                     dtype=torch.float32)
+    exact = build_proximity_graph(x, k, method="exact", metric=metric)
+    flat = build_proximity_graph(x, k, method="faiss", metric=metric, faiss_index="Flat")
+    assert torch.equal(flat.crow, exact.crow)
+    same = (flat.col == exact.col).float().mean()
+    assert same > 0.99  # ties in float32 search may swap a neighbour
+    torch.testing.assert_close(flat.values[flat.col == exact.col], exact.values[flat.col == exact.col],
+                               rtol=1e-5, atol=1e-5)
+    hnsw = build_proximity_graph(x, k, method="faiss", metric=metric)
+    ec, hc = exact.col.view(n, k).numpy(), hnsw.col.view(n, k).numpy()
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ec, hc)])
+    assert recall > 0.95
+    assert not bool((hnsw.row() == hnsw.col).any())  # no self-loops
+    rows = torch.as_tensor(rng.choice(n, 20, replace=False))
+    idx, _ = neighbor_table(x, k, method="faiss", metric=metric, faiss_index="Flat", rows=rows)
+    ref, _ = neighbor_table(x, k, method="exact", metric=metric, rows=rows)
+    assert (idx == ref).float().mean() > 0.99
+
+
+@pytest.mark.skipif(not backend.WITH_FAISS, reason="faiss is optional and not installed")
+def test_faiss_bad_arguments():
+    x = torch.randn(50, 4)
+    with pytest.raises(ValueError, match="index_factory"):
+        build_proximity_graph(x, 3, method="faiss", faiss_index="NoSuchIndex")
+    with pytest.raises(ValueError, match="for method='faiss'"):
+        build_proximity_graph(x, 3, method="exact", faiss_index="Flat")
+    with pytest.raises(ValueError, match="tanimoto"):
+        build_proximity_graph(x, 3, method="faiss", metric="tanimoto")
+    with pytest.raises(ValueError, match="faiss_params"):
+        build_proximity_graph(x, 3, method="faiss", faiss_index="Flat", faiss_params="nprobe=zz")

@@ -172,3 +172,4 @@ def test_an_epoch_cadence_refreshes_before_planning(rng):
 def test_refresh_every_refuses_ambiguous_values(bad, err):
     with pytest.raises(err, match="refresh_every"):
         gb.RWRBatchSampler(50, 5, refresh_every=bad)
+
