@@ -80,3 +80,16 @@ def test_import_compiles_no_kernels():
             "print(sorted(m for m in sys.modules if m.startswith('numba') or m == 'graphbatch.kernels.compiled'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"numba code was imported eagerly: {out}"
+
+
+def test_readme_quick_start_runs_as_written():
+    """The README's Quick start block runs unchanged, and its sampler ends on a graph (warm-up done)."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    quick = text[text.index("## Quick start"):]
+    block = re.search(r"```python\n(.*?)```", quick, re.S).group(1)
+    scope: dict = {}
+    exec(compile(block, "README.md (Quick start)", "exec"), scope)
+    s = scope["sampler"]
+    assert s.graph is not None and s.stats["random_epochs"] == 1 and s.stats["refreshes"] >= 1
