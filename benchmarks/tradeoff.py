@@ -92,6 +92,8 @@ BASELINES = {
     "metis (B3), cluster B/8, skip 5": ("MetisBatchSampler", {"k": 20, "candidates": None, "skip": 5}),
     "knn skip=B/4": ("KNNBatchSampler", {"candidates": None, "skip": None}),
     "knn mutual k=2B": ("KNNBatchSampler", {"candidates": None, "k": None, "mutual": True}),
+    "knn max_similarity=0.9": ("KNNBatchSampler", {"candidates": None, "max_similarity": 0.9}),
+    "knn max_similarity=0.8": ("KNNBatchSampler", {"candidates": None, "max_similarity": 0.8}),
 }
 
 
