@@ -174,7 +174,7 @@ def main() -> None:
                     exact = bool(flat.size == n and np.unique(flat).size == n)
                     steps = s.stats["walk_steps"] / ((reps + warm) * n)
                     jumps = (s.stats["near_jumps"] + s.stats["random_jumps"]) / (reps + warm)
-                    engine = s._ppr_engine_now() if mode == "ppr" else "walk"
+                    engine = s._model.planner.engine_for(s.graph) if mode == "ppr" else "walk"
                     row = {"N": n, "K": k, "B": b, "mode": mode, "engine": engine, "device": args.device,
                            "batches": len(batches),
                            "wall_s": w, "cpu_s": c, "median_wall_s": w_med, "first_epoch_wall_s": w_first,

@@ -87,3 +87,24 @@ def test_unusable_cupy_falls_back_to_torch_with_a_warning(monkeypatch):
         assert power._resolve_backend("auto", on_gpu) == "torch"
     assert power._resolve_backend("auto", on_gpu) == "torch"  # probed once: no second warning needed
     assert backend._PROBES["cupy"][0] is False
+
+
+@pytest.mark.parametrize("broken", ["cupyx.scipy.sparse", "cupy"])
+def test_cupy_whose_modules_fail_to_import_is_unusable(monkeypatch, broken):
+    """A located CuPy whose import fails (e.g. a missing libnvJitLink) is probed as unusable, never raised."""
+    import sys
+    import types
+
+    import torch
+
+    from graphbatch.solvers import power
+
+    for name in ("cupy", "cupyx", "cupyx.scipy", "cupyx.scipy.sparse"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, broken, None)  # importing it raises ImportError
+    monkeypatch.setattr(backend, "WITH_CUPY", True)
+    monkeypatch.setattr(backend, "WITH_CUDA", True)
+    monkeypatch.setattr(backend, "_PROBES", {})
+    with pytest.warns(RuntimeWarning, match="unusable.*(ModuleNotFound|Import)Error"):
+        assert power._resolve_backend("auto", types.SimpleNamespace(device=torch.device("cuda"))) == "torch"
+    assert backend.cupy_usable(warn=False) is False

@@ -44,6 +44,30 @@ def _make_generator(seed: int | None) -> torch.Generator:
     return gen
 
 
+#: Host memory (bytes) of the random permutations drawn and copied to the device together (``_draws``).
+_DRAW_BATCH_BYTES = 64 << 20
+
+
+def _draws(n: int, count: int, gen: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    """The next ``count`` random permutations of ``range(n)`` from ``gen``, in order, on ``device``.
+
+    They are drawn on the CPU generator (so a seed gives the same plan on every device), several
+    at a time (at most ``_DRAW_BATCH_BYTES`` of int64), into pinned memory when ``device`` is CUDA,
+    and moved with one non-blocking copy per batch: no host sync and no pageable copy per pool.
+    """
+    per_batch = max(1, min(count, _DRAW_BATCH_BYTES // (8 * max(n, 1))))
+    pin = device.type == "cuda"
+    done = 0
+    while done < count:
+        b = min(per_batch, count - done)
+        host = torch.empty((b, n), dtype=torch.int64, pin_memory=pin)
+        for i in range(b):
+            torch.randperm(n, generator=gen, out=host[i])
+        batch = host.to(device, non_blocking=pin)
+        yield from batch
+        done += b
+
+
 def _iter_plan(n: int, m: int, block_size: int, seed: int | None, device: torch.device, *,
                group: int = 1, blocks: torch.Tensor | None = None
                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -59,36 +83,45 @@ def _iter_plan(n: int, m: int, block_size: int, seed: int | None, device: torch.
     block comes alone): ``anchors`` ``(G, B)``, ``pools`` ``(G, m + 1)``, and
     ``slot`` ``(G, B)``, the pool column each anchor gives up (its own position
     when it was drawn, else the last column). ``blocks``: optional bool mask over
-    blocks; unmarked blocks are skipped (the draw is the same).
+    blocks (on the CPU); unmarked blocks are skipped (the draw is the same).
+
+    The permutations reach the device in batches (:func:`_draws`); which blocks a group
+    holds is decided on the host, and the block indices live on the device from the
+    start, so the loop makes no host sync and no small host-to-device copy.
     """
     gen = _make_generator(seed)
-    anchor_perm = torch.randperm(n, generator=gen).to(device)
     width = m + 1
     per_perm = n // width
     nb = _num_blocks(n, block_size)
     n_full = n // block_size
+    draws = _draws(n, 1 + _num_blocks(nb, per_perm), gen, device)
+    anchor_perm = next(draws)
     full = anchor_perm[:n_full * block_size].view(n_full, block_size)
     ar = torch.arange(n, device=device)
+    # the selected blocks, in increasing order: on the host (to cut groups) and on the device (to index)
+    sel_all = torch.arange(nb) if blocks is None else blocks.nonzero().view(-1)
+    sel_dev = sel_all.to(device)
     first = 0
     while first < nb:
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = next(draws)
         last = min(nb, first + per_perm)
-        sel = torch.arange(first, last) if blocks is None else first + blocks[first:last].nonzero().view(-1)
-        if sel.numel():
+        lo, hi = (int(i) for i in torch.searchsorted(sel_all, torch.tensor([first, last])))
+        if hi > lo:
             inv = torch.empty_like(perm)
             inv[perm] = ar  # position of every node in this permutation
             pools_all = perm[:per_perm * width].view(per_perm, width)
-            for g0 in range(0, sel.numel(), group):
-                bsel = sel[g0:g0 + group]
-                parts = [bsel[bsel < n_full], bsel[bsel >= n_full]]  # full blocks, then the short one
-                for part in parts:
-                    if part.numel() == 0:
+            for g0 in range(lo, hi, group):
+                g1 = min(hi, g0 + group)
+                n_in_full = int(torch.searchsorted(sel_all[g0:g1], n_full))  # full blocks come first
+                for a, b in ((g0, g0 + n_in_full), (g0 + n_in_full, g1)):  # full blocks, then the short one
+                    if b == a:
                         continue
-                    if int(part[0]) < n_full:
-                        anchors = full[part.to(device)]
+                    part = sel_dev[a:b]
+                    if a < g0 + n_in_full:
+                        anchors = full[part]
                     else:
                         anchors = anchor_perm[n_full * block_size:].unsqueeze(0)
-                    j = (part - first).to(device)  # pool index within this permutation
+                    j = part - first  # pool index within this permutation
                     pos = inv[anchors] - (j * width).unsqueeze(1)
                     slot = torch.where((pos >= 0) & (pos < width), pos, torch.full_like(pos, width - 1))
                     yield anchors, pools_all[j], slot
@@ -204,11 +237,11 @@ def candidates_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[tor
         where = torch.full((n,), -1, dtype=torch.int64, device=dev)
         where[rows] = torch.arange(r, device=dev)
         gen = _make_generator(a.seed)
-        anchor_perm = torch.randperm(n, generator=gen).to(dev)  # the plan's first draw
+        anchor_perm = torch.randperm(n, generator=gen)  # the plan's first draw, on the host
         pos = torch.empty_like(anchor_perm)
-        pos[anchor_perm] = torch.arange(n, device=dev)
+        pos[anchor_perm] = torch.arange(n)
         blocks = torch.zeros(_num_blocks(n, bsz), dtype=torch.bool)
-        blocks[(pos[rows] // bsz).cpu()] = True
+        blocks[pos[rows.cpu()] // bsz] = True
     sq = sc.sq
     group = max(1, _ANCHORS_PER_STEP.get(dev.type, 1024) // bsz)
     n_steps = _num_blocks(_num_blocks(n, bsz) if blocks is None else int(blocks.sum()), group)

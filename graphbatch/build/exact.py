@@ -49,9 +49,12 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
             c1 = min(n, c0 + cols_per)
             s = sc.scores(xa, sc.span(c0, c1), sqa, None if sq is None else sq[c0:c1])
             if not a.self_loops:
-                inside = (anchors >= c0) & (anchors < c1)
-                ri = inside.nonzero().squeeze(1)
-                s[ri, anchors[ri] - c0] = NEG_INF
+                # each anchor's own column, if it is in this block, gets -inf: rows outside the block
+                # write their first score back unchanged (no nonzero(), so no host sync per block)
+                local = anchors - c0
+                at = local.clamp(0, c1 - c0 - 1).unsqueeze(1)
+                inside = ((local >= 0) & (local < c1 - c0)).unsqueeze(1)
+                s.scatter_(1, at, torch.where(inside, NEG_INF, s.gather(1, at)))
             sc.cap_(s, anchors)
             v, i = topk_rows(s, min(k, c1 - c0))
             i += c0

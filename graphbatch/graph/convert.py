@@ -29,7 +29,7 @@ from ._csr import check_values, coalesced_csr, is_canonical_csr, rows_of, sparse
 __all__ = [
     "from_coo", "from_neighbors", "from_edge_index", "from_torch", "from_scipy", "from_torch_sparse",
     "from_cupy", "from_networkx", "to_torch", "to_torch_coo", "to_edge_index", "to_scipy",
-    "to_torch_sparse", "to_cupy", "to_networkx", "to_dense",
+    "to_torch_sparse", "to_cupy", "cupy_csr", "to_networkx", "to_dense",
 ]
 
 
@@ -326,18 +326,32 @@ def to_torch_sparse(g: Any) -> Any:
 def to_cupy(g: Any) -> Any:
     """``cupyx.scipy.sparse.csr_matrix`` on the graph's GPU (a copy; int32 indices, as cuSPARSE wants).
 
-    A CPU graph is first copied to the current CUDA device.
+    A CPU graph is first copied to the current CUDA device. The matrix is built with that GPU
+    as CuPy's current device (CuPy's own stream and memory pool, as any CuPy array).
+    """
+    cp = backend.require("cupy", "cupyx sparse interop")
+    h = g if g.device.type == "cuda" else g.to("cuda")
+    with cp.cuda.Device(h.device.index):
+        return cupy_csr(h)
+
+
+def cupy_csr(g: Any) -> Any:
+    """The graph as a ``cupyx.scipy.sparse.csr_matrix`` built from its arrays where they are (copies).
+
+    No device change: the caller picks CuPy's device, stream and allocator (``to_cupy`` for users,
+    the CuPy RWR engine inside its scope). The arrays cross by DLPack (int32 indices for cuSPARSE).
+
+    Raises:
+        ValueError: more than ``2**31 - 1`` nodes or edges (int32 indices).
     """
     cp = backend.require("cupy", "cupyx sparse interop")
     cpsp = backend.require("cupyx.scipy.sparse", "cupyx sparse interop")
-    h = g if g.device.type == "cuda" else g.to("cuda")
     if g.num_nodes >= 2**31 or g.nnz >= 2**31:
         raise ValueError("graph too large for CuPy's int32 CSR indices")
-    with cp.cuda.Device(h.device.index or 0):
-        data = cp.from_dlpack(h.values.clone())
-        indices = cp.from_dlpack(h.col.to(torch.int32))
-        indptr = cp.from_dlpack(h.crow.to(torch.int32))
-        return cpsp.csr_matrix((data, indices, indptr), shape=(g.num_nodes, g.num_nodes))
+    data = cp.from_dlpack(g.values.clone())
+    indices = cp.from_dlpack(g.col.to(torch.int32))
+    indptr = cp.from_dlpack(g.crow.to(torch.int32))
+    return cpsp.csr_matrix((data, indices, indptr), shape=(g.num_nodes, g.num_nodes))
 
 
 def to_networkx(g: Any, weight: str = "weight") -> Any:

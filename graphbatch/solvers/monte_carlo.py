@@ -14,7 +14,22 @@ from .._validation import as_index_tensor, check_bool, check_choice, check_gener
 from ..graph import ProximityGraph
 from ._common import RWRInfo, check_graph, check_weights, prepare, uniforms
 
-__all__ = ["sample_neighbors", "rwr_monte_carlo"]
+__all__ = ["sample_neighbors", "rwr_monte_carlo", "running_sum"]
+
+
+def running_sum(values: torch.Tensor) -> torch.Tensor:
+    """``[0, v0, v0 + v1, ...]`` (float64, ``len(values) + 1`` entries) on ``values``' device, summed on the host.
+
+    ``torch.cumsum`` of a floating CUDA tensor raises under ``torch.use_deterministic_algorithms(True)``
+    (a setting DDP users often enable), and its parallel scan rounds differently from the CPU's
+    sequential sum. Summing on the host (one copy each way, once per graph: callers cache it) works
+    in that mode and gives a CUDA graph the very numbers of its CPU copy, so a seeded generator walks
+    the same on both. Non-decreasing for non-negative ``values`` (each partial sum adds ``v >= 0``).
+    """
+    host = values.detach().to(device="cpu", dtype=torch.float64)
+    out = torch.zeros(host.numel() + 1, dtype=torch.float64)
+    torch.cumsum(host, 0, out=out[1:])
+    return out.to(values.device)
 
 
 def _weighted_cumsum(graph: ProximityGraph):
@@ -26,7 +41,7 @@ def _weighted_cumsum(graph: ProximityGraph):
         return graph._cache["cumsum"]
     prob = graph.to(dtype=torch.float64).transition_matrix(weighted=True).values
     # cum[0] = 0 and cum[e + 1] = prob[0] + ... + prob[e]: edge e owns [cum[e], cum[e + 1])
-    cum = torch.cat([torch.zeros(1, dtype=torch.float64, device=prob.device), torch.cumsum(prob, 0)])
+    cum = running_sum(prob)
     total = cum[graph.crow[1:]] - cum[graph.crow[:-1]]
     graph._cache["cumsum"] = (cum, total)
     return cum, total

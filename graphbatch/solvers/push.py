@@ -31,13 +31,46 @@ ENGINES = ("auto", "torch", "numba")
 _GRID_SLACK = 1.25
 
 
-def _expand_rows(crow: torch.Tensor, nodes: torch.Tensor, deg: torch.Tensor):
-    """For each node in ``nodes``, the positions of its out-edges: (owner index, edge index)."""
-    counts = deg[nodes]
-    owner = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), counts)
+def _expand_rows(crow: torch.Tensor, nodes: torch.Tensor, counts: torch.Tensor, total: int):
+    """The first ``counts[i]`` out-edges of each ``nodes[i]``: (owner index, edge index), ``total`` pairs.
+
+    ``total = counts.sum()`` is passed in (known on the host), so the expansion needs no host sync.
+    """
+    owner = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), counts, output_size=total)
     first = torch.cumsum(counts, 0) - counts
-    offs = torch.arange(owner.numel(), device=nodes.device) - first[owner]
+    offs = torch.arange(total, device=nodes.device) - first[owner]
     return owner, crow[nodes][owner] + offs
+
+
+def _compact(values: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor:
+    """``values[keep]`` when ``count = keep.sum()`` is known on the host: no host sync (``values[keep]``
+    needs one on CUDA to size its output). The ``j``-th kept entry is where the running count of kept
+    entries first reaches ``j + 1``.
+    """
+    running = torch.cumsum(keep, 0)  # integer cumsum: deterministic on CUDA too
+    return values[torch.searchsorted(running, torch.arange(1, count + 1, device=values.device))]
+
+
+def _claim(slot: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor) -> None:
+    """``slot[k]`` = the position of one copy of every key ``k`` in ``keys``.
+
+    ``pos`` holds the copies' positions, larger than any position claimed before (so stale slots
+    never win). On CPU the last copy wins (``scatter_reduce`` amax): with repeated keys,
+    ``slot[keys] = pos`` keeps whichever copy torch's threads write last once the array is large
+    enough to be split, so the order of the next active set, hence the rounding of the sums, could
+    change from run to run. On CUDA ``slot[keys] = pos``: ``scatter_reduce`` raises under
+    ``torch.use_deterministic_algorithms(True)``, where index_put is deterministic (sorted); without
+    that mode the CUDA ``index_add_`` sums are not reproducible bit for bit anyway.
+    """
+    if keys.device.type == "cpu":
+        slot.scatter_reduce_(0, keys, pos, "amax")
+    else:
+        slot[keys] = pos
+
+
+def _to_host(t: torch.Tensor) -> list:
+    """The push's one host sync per round: a few counts copied to the host together."""
+    return t.tolist()
 
 
 def _push_setup(graph: ProximityGraph, weighted: bool):
@@ -106,16 +139,24 @@ def _torch_push(graph: ProximityGraph, s: torch.Tensor, p: float, eps: float, ma
 
     ``candidates=False``: the estimate on its support (pushed keys); ``True``: ``x + res`` on every
     key that received mass (the seed's included), both in increasing key order.
+
+    One host sync per round (:func:`_to_host`: the size of the next round's active set and, for the
+    ragged CSR expansion, its number of out-edges); every other step keeps its sizes on the host.
     """
     n, S, dev = graph.num_nodes, s.numel(), graph.device
     crow, col, prob, dangling, grid, deg = _push_setup(graph, weighted)
     q = 1.0 - p
     # dense scratch for one chunk of seeds, indexed by key = local_seed * n + node; cleared sparsely
-    # between chunks (zeros() itself is cheap: lazily mapped pages on CPU, a memset on GPU)
+    # between chunks (zeros() itself is cheap: lazily mapped pages on CPU, a memset on GPU). One more
+    # slot, ``sink``, takes the 0.0 that non-dangling pushed entries send "home" (so every pushed entry
+    # sends exactly one home entry: fixed sizes, no boolean selection); it never exceeds eps.
     size = chunk_size * n
-    res = torch.zeros(size, dtype=torch.float64, device=dev)
+    sink = size
+    res = torch.zeros(size + 1, dtype=torch.float64, device=dev)
     x = torch.zeros(size, dtype=torch.float64, device=dev)
-    slot = torch.empty(size, dtype=torch.int64, device=dev)  # sort-free de-duplication (written before read)
+    slot = torch.zeros(size + 1, dtype=torch.int64, device=dev)  # sort-free de-duplication (_claim)
+    base = 1  # next position to claim: each round's positions are new, so stale slots never win
+    live_deg = torch.where(dangling, 0, deg)  # out-edges a pushed node spreads over (none when dangling)
     out_keys, out_vals, rounds, converged = [], [], 0, True
     for c0 in range(0, S, chunk_size):
         cs = s[c0:c0 + chunk_size]
@@ -123,10 +164,13 @@ def _torch_push(graph: ProximityGraph, s: torch.Tensor, p: float, eps: float, ma
         active = torch.arange(C, device=dev) * n + cs
         res[active] = 1.0
         touched, pushed = [active], []
+        # sizes of the active set and of its out-edges, on the host (the seeds start at 1.0 > eps or not at all)
+        count = C if 1.0 > eps else 0
+        total = int(live_deg[cs].sum()) if grid is None and count else 0
+        active = active[:count]
         it, done = 0, False
         for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported
-            active = active[res[active] > eps]  # the rule: only residuals above eps are pushed
-            if active.numel() == 0:
+            if count == 0:  # the rule: only residuals above eps are pushed (active holds exactly those)
                 done, it = True, it - 1
                 break
             pushed.append(active)
@@ -141,25 +185,35 @@ def _torch_push(graph: ProximityGraph, s: torch.Tensor, p: float, eps: float, ma
                 spread_key = ((a_seed * n).unsqueeze(1) + nbr[a_node]).reshape(-1)
                 spread_val = ((q * a_val).unsqueeze(1) * pw[a_node]).reshape(-1)
             else:
-                live = ~dang
-                owner, edge = _expand_rows(crow, a_node[live], deg)
-                spread_key = a_seed[live][owner] * n + col[edge]
-                spread_val = (q * a_val[live])[owner] * prob[edge]
-            new_key = torch.cat([spread_key, a_seed[dang] * n + cs[a_seed[dang]]])
-            new_val = torch.cat([spread_val, q * a_val[dang]])
-            res.index_add_(0, new_key, new_val)
+                owner, edge = _expand_rows(crow, a_node, live_deg[a_node], total)
+                spread_key = a_seed[owner] * n + col[edge]
+                spread_val = (q * a_val)[owner] * prob[edge]
+            # a dangling node sends its (1 - p) share back to its seed; the others send 0.0 to the sink
+            home_key = torch.where(dang, a_seed * n + cs[a_seed], sink)
+            home_val = torch.where(dang, q * a_val, torch.zeros_like(a_val))
+            new_key = torch.cat([spread_key, home_key])
+            res.index_add_(0, new_key, torch.cat([spread_val, home_val]))
             touched.append(new_key)
-            # only entries that just received mass can have crossed eps
-            cand = new_key[res[new_key] > eps]
-            # de-duplicate without sorting: one writer per key wins its slot, keep the winners
-            pos = torch.arange(cand.numel(), device=dev)
-            slot[cand] = pos
-            active = cand[slot[cand] == pos]
+            # only entries that just received mass can have crossed eps; de-duplicate without sorting:
+            # one writer per key wins its slot, keep the winners above eps (whether a key is above eps
+            # does not depend on which of its copies is asked, so this is "filter, then de-duplicate")
+            pos = torch.arange(base, base + new_key.numel(), device=dev)
+            base += new_key.numel()
+            _claim(slot, new_key, pos)
+            keep = (slot[new_key] == pos) & (res[new_key] > eps)
+            if grid is None:
+                nxt = torch.where(keep, live_deg[new_key % n], 0).sum()
+                count, total = _to_host(torch.stack([keep.sum(), nxt]))
+            else:
+                count, = _to_host(keep.sum().view(1))
+            active = _compact(new_key, keep, count)
         else:
-            done = active.numel() == 0 or not bool((res[active] > eps).any())
+            done = count == 0
         rounds = max(rounds, it)
         converged = converged and done
         reached = torch.unique(torch.cat(touched if candidates else (pushed or [active[:0]])))
+        if candidates:
+            reached = reached[reached != sink]
         out_keys.append(reached + c0 * n)
         out_vals.append(x[reached] + res[reached] if candidates else x[reached])
         x[reached] = 0.0

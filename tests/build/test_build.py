@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from graphbatch import ProximityGraph, backend
 from graphbatch.build import (
@@ -344,6 +345,88 @@ def test_missing_pynndescent_is_reported(monkeypatch):
     monkeypatch.setattr(backend, "require", fail)
     with pytest.raises(backend.MissingDependencyError, match="pynndescent"):
         build_proximity_graph(GOOD, 3, method="nndescent")
+
+
+# ------------------------------------------------------------------------------- device traffic
+class _Traffic(TorchDispatchMode):
+    """Records host->device copies and the operations that make the host wait for a CUDA device."""
+
+    SYNC = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default",
+            "aten._unique2.default", "aten.unique_consecutive.default"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies, self.syncs = [], []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = str(func)
+        if name == "aten._to_copy.default" and args[0].device.type == "cpu" and "device" in kwargs:
+            if torch.device(kwargs["device"]).type != "cpu":
+                self.copies.append(tuple(args[0].shape))
+        if name in self.SYNC or (name.startswith("aten.index") and any(
+                isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (args[1] or ()))):
+            self.syncs.append(name)
+        return func(*args, **kwargs)
+
+
+@pytest.fixture
+def one_thread():
+    """Small arrays: torch's intra-op threads only add contention on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_draws_are_the_sequential_permutations(rng, monkeypatch):
+    """The candidate plan's permutations come in batches but are the generator's sequential draws."""
+    from graphbatch.build import candidates
+
+    n, count, seed = int(rng.integers(5, 300)), int(rng.integers(1, 12)), int(rng.integers(2**31))
+    monkeypatch.setattr(candidates, "_DRAW_BATCH_BYTES", 8 * n * int(rng.integers(1, 4)))  # 1-3 per batch
+    got = list(candidates._draws(n, count, torch.Generator().manual_seed(seed), torch.device("cpu")))
+    gen = torch.Generator().manual_seed(seed)
+    want = [torch.randperm(n, generator=gen) for _ in range(count)]
+    assert len(got) == count and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_candidate_plan_reaches_the_device_in_a_few_copies(rng, monkeypatch, one_thread):
+    """On the meta device (a stand-in GPU: reading its values raises, so the plan never waits for it) the
+    plan copies its permutations in batches and makes no per-pool or per-group copy; it is the CPU plan."""
+    from graphbatch.build import candidates
+
+    n, m, b = 2001, 40, 2  # 1001 blocks (the last one short), 48 pools per permutation: 21 + the anchors'
+    seed = int(rng.integers(2**31))
+    monkeypatch.setattr(candidates, "_DRAW_BATCH_BYTES", 8 * n * 5)  # 5 permutations per batch
+    blocks = torch.from_numpy(rng.random(1001) < 0.3)
+    blocks[-1] = True
+    for mask in (None, blocks):
+        with _Traffic() as t:
+            plan = list(candidates._iter_plan(n, m, b, seed, torch.device("meta"), group=64, blocks=mask))
+        assert len(t.copies) == -(-22 // 5) + 1, t.copies  # the draw batches, and the block indices once
+        cpu = list(candidates._iter_plan(n, m, b, seed, torch.device("cpu"), group=64, blocks=mask))
+        assert [tuple(x.shape for x in item) for item in plan] == [tuple(x.shape for x in item) for item in cpu]
+    # and the CPU plan is the documented draw
+    cand = draw_candidates(n, m, seed=seed, block_size=b).numpy()
+    assert not (cand == np.arange(n)[:, None]).any() and all(len(set(r)) == m for r in cand.tolist())
+
+
+def test_exact_scan_makes_no_host_sync_per_block(rng, one_thread):
+    n, k = 600, 5
+    x = torch.from_numpy(data(rng, n, 6))
+    rows = torch.from_numpy(rng.choice(n, 300, replace=False))
+    out = {}
+    for chunk in (n * n, 64 * 16):  # one score block, then 5 row chunks x 38 column blocks
+        with _Traffic() as t:
+            out[chunk] = neighbor_table(x, k, method="exact", chunk_size=chunk, rows=rows)
+        out[chunk] += (len(t.syncs),)
+    assert out[n * n][2] == out[64 * 16][2], (out[n * n][2], out[64 * 16][2])  # the scorer's set-up checks only
+    sim = sim_matrix(x.numpy(), "cosine")[rows.numpy()]
+    allowed = np.ones_like(sim, dtype=bool)
+    allowed[np.arange(rows.numel()), rows.numpy()] = False  # never the anchor itself
+    for idx, val, _ in out.values():
+        assert_matches(idx, val, sim, allowed, k)
 
 
 # ------------------------------------------------------------------------------- GPU
