@@ -34,8 +34,10 @@ from .exact import exact_table
 from .faiss_knn import faiss_table
 from .nndescent import nndescent_table
 from .scoring import Scorer
+from .sharded import agree, gather_shares, local_share, resolved_method, send_buffers
 
-__all__ = ["build_proximity_graph", "neighbor_table", "BuildArgs", "METHODS", "METRICS", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["build_proximity_graph", "neighbor_table", "table_share", "TableShare", "BuildArgs", "METHODS", "METRICS",
+           "DEFAULT_CHUNK_SIZE"]
 
 METHODS = ("candidates", "exact", "nndescent", "faiss")
 METRICS = ("cosine", "ip", "euclidean", "tanimoto")
@@ -110,11 +112,12 @@ _TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nn
 
 @torch.no_grad()
 def _table(a: BuildArgs, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if rows is not None and rows.numel() == 0:
+        dtype = torch.float64 if a.x.dtype == torch.float64 else torch.float32
+        return (torch.empty((0, a.k - a.skip), dtype=torch.int64, device=a.device),
+                torch.empty((0, a.k - a.skip), dtype=dtype, device=a.device))
     sc = Scorer(a.x, a.metric, a.device, a.ceiling)
-    method = a.method
-    if method == "candidates" and (a.m is None or a.m >= a.n - 1):
-        method = "exact"  # every other node is a candidate
-    idx, val = _TABLES[method](sc, a, rows)
+    idx, val = _TABLES[resolved_method(a)](sc, a, rows)  # "candidates" with every node a candidate: exact
     if a.skip:  # the rank window: drop each anchor's `skip` most similar candidates
         idx, val = idx[:, a.skip:].contiguous(), val[:, a.skip:].contiguous()
     if a.ceiling is not None:  # slots the ceiling emptied
@@ -128,7 +131,7 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
                    self_loops: bool = False, device: Device = None, progress: bool = False,
                    block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
                    margin: float | None = None, positive_scores: Any = None, faiss_index: str | None = None,
-                   faiss_params: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   faiss_params: str | None = None, distributed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` neighbour table of the anchor ``rows`` (default: all rows).
 
     Same arguments and semantics as :func:`build_proximity_graph`; for a fixed
@@ -154,6 +157,7 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
         chunk_size: most scores held at once (``method="exact"``).
         skip, margin, positive_scores: the false-negative controls of :func:`build_proximity_graph`.
         faiss_index, faiss_params: the index and search parameters of ``method="faiss"``.
+        distributed: a sharded build, as in :func:`build_proximity_graph`.
 
     Returns:
         ``(index, scores)``: LongTensor ``(R, k)`` of neighbour ids and their
@@ -177,6 +181,8 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
     """
     a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
                   skip, margin, positive_scores, faiss_index, faiss_params)
+    if check_bool("distributed", distributed) and _world() > 1:
+        return _sharded(a, rows)
     if rows is None:
         return _table(a, None)
     r = as_index_tensor("rows", rows, num_nodes=a.n, device=a.device, allow_empty=True)
@@ -185,13 +191,94 @@ def neighbor_table(embeddings: Any, k: int, *, candidates: int | None = None, me
     return idx[inverse], val[inverse]
 
 
+def _world() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class TableShare:
+    """One rank's part of a sharded neighbour table: computed locally, joined by :meth:`gather`.
+
+    Made by :func:`table_share`. ``error`` holds the exception the local part raised (``None``
+    when it succeeded): the caller agrees with the other ranks on success *before* anyone
+    gathers, so a failure on one rank never leaves the others waiting in a collective.
+    ``rows_scored``: how many anchors this rank scored.
+    """
+
+    def __init__(self, a: BuildArgs, rows: torch.Tensor | None, rank: int, world: int) -> None:
+        self._n_out = a.n if rows is None else rows.numel()
+        self._position = None
+        self._inverse = None
+        self._uniq = None
+        self.error: BaseException | None = None
+        self.rows_scored = 0
+        self._shares = self._buffers = self._device = None
+        try:
+            if rows is not None:
+                uniq, self._inverse = torch.unique(rows, return_inverse=True)
+                self._uniq, self._n_out = uniq, uniq.numel()
+            self._shares, idx, val = local_share(a, self._uniq, rank, world, lambda r: _table(a, r))
+            self.rows_scored = int(idx.shape[0])
+            self._buffers = send_buffers(self._shares, idx, val)
+            if self._uniq is not None:  # anchor id -> its row of the table of distinct rows
+                self._position = torch.full((a.n,), -1, dtype=torch.int64)
+                self._position[self._uniq.cpu()] = torch.arange(self._uniq.numel())
+            self._device = idx.device
+        except (RuntimeError, ValueError, MemoryError) as exc:  # agreed on by the caller, then raised
+            self.error = exc
+
+    def gather(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole table, as :func:`neighbor_table` returns it (a collective: every rank calls it).
+
+        Raises:
+            RuntimeError: this rank's local part failed (agree first: then no rank gets here).
+        """
+        if self.error is not None:
+            raise RuntimeError("this rank's share of the build failed") from self.error
+        idx, val = gather_shares(self._shares, self._buffers, self._n_out, self._device, self._position)
+        if self._inverse is not None:
+            idx, val = idx[self._inverse], val[self._inverse]
+        return idx, val
+
+
+def table_share(embeddings: Any, k: int, *, rank: int, world: int, candidates: int | None = None,
+                method: str = "candidates", metric: str = "cosine", seed: int | None = None, rows: Any = None,
+                self_loops: bool = False, device: Device = None, progress: bool = False,
+                block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
+                margin: float | None = None, positive_scores: Any = None, faiss_index: str | None = None,
+                faiss_params: str | None = None) -> TableShare:
+    """This rank's share of :func:`neighbor_table` (local work only; see :mod:`graphbatch.build.sharded`).
+
+    Same arguments as :func:`neighbor_table`, plus ``rank`` and ``world``. Argument errors raise
+    here (they are the same on every rank); a failure of the local work is kept in
+    ``TableShare.error`` for the caller to agree on. Then every rank calls ``gather()``.
+    """
+    a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
+                  skip, margin, positive_scores, faiss_index, faiss_params)
+    world = check_int("world", world, low=1)
+    rank = check_int("rank", rank, low=0, high=world - 1)
+    r = None if rows is None else as_index_tensor("rows", rows, num_nodes=a.n, device=a.device, allow_empty=True)
+    return TableShare(a, r, rank, world)
+
+
+def _sharded(a: BuildArgs, rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    dist = torch.distributed
+    r = None if rows is None else as_index_tensor("rows", rows, num_nodes=a.n, device=a.device, allow_empty=True)
+    part = TableShare(a, r, dist.get_rank(), dist.get_world_size())
+    if not agree(part.error is None):
+        if part.error is not None:
+            raise part.error
+        raise RuntimeError("the sharded graph build failed on another rank")
+    return part.gather()
+
+
 def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = None,
                           method: str = "candidates", metric: str = "cosine", seed: int | None = None,
                           self_loops: bool = False, device: Device = None, progress: bool = False,
                           block_size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, skip: int = 0,
                           mutual: bool = False, margin: float | None = None,
                           positive_scores: Any = None, faiss_index: str | None = None,
-                          faiss_params: str | None = None) -> ProximityGraph:
+                          faiss_params: str | None = None, distributed: bool = False) -> ProximityGraph:
     """Link every instance to its top-``k`` most similar instances.
 
     ``method="candidates"`` (the BatchSampler construction): each anchor keeps
@@ -253,6 +340,11 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
         faiss_index: ``method="faiss"``: a ``faiss.index_factory`` string (default ``"HNSW32"``;
             ``"Flat"`` exact, ``"IVF1024,Flat"``).
         faiss_params: ``method="faiss"``: search parameters, e.g. ``"efSearch=128"`` or ``"nprobe=32"``.
+        distributed: under an initialised ``torch.distributed`` group of ``W > 1`` ranks, a
+            collective build: every rank must call it with the same arguments (and embeddings);
+            each scores about ``1 / W`` of the anchors and the table is all-gathered, so the graph
+            equals the single-process build bit for bit (:mod:`graphbatch.build.sharded`). Without
+            such a group: the plain build.
 
     Returns:
         :class:`~graphbatch.ProximityGraph` with ``k`` out-edges per node (fewer
@@ -280,7 +372,7 @@ def build_proximity_graph(embeddings: Any, k: int, *, candidates: int | None = N
     a = BuildArgs(embeddings, k, candidates, method, metric, seed, self_loops, device, progress, block_size, chunk_size,
                   skip, margin, positive_scores, faiss_index, faiss_params)
     mutual = check_bool("mutual", mutual)
-    idx, val = _table(a, None)
+    idx, val = _sharded(a, None) if check_bool("distributed", distributed) and _world() > 1 else _table(a, None)
     graph = _graph_from_table(idx, val, a.n)
     return graph.mutual() if mutual else graph
 

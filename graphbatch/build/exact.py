@@ -17,11 +17,20 @@ import torch
 
 from .scoring import GROUP, NEG_INF, Scorer, progress_bar, topk_rows
 
-__all__ = ["exact_table"]
+__all__ = ["exact_table", "rows_per_chunk"]
 
 
 def _num_blocks(n: int, block_size: int) -> int:
     return -(-n // block_size)
+
+
+def rows_per_chunk(a: Any) -> int:
+    """Anchors per score block: rows x columns of one block <= ``chunk_size`` (at least 64 rows).
+
+    It depends on ``N`` only (not on how many rows are requested), so a sharded build that cuts the
+    rows at multiples of it scores every row in the very same block as a single-process build.
+    """
+    return max(1, min(a.n, max(64, a.chunk_size // a.n)))
 
 
 def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,8 +41,7 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
     out_v = torch.empty((r, k), dtype=sc.dtype, device=dev)
     if r == 0:
         return out_i, out_v
-    # rows x cols of one score block <= chunk_size (at least 64 rows / k + 1 columns).
-    rows_per = max(1, min(r, max(64, a.chunk_size // n)))
+    rows_per = rows_per_chunk(a)
     cols_per = max(min(n, k + 1), min(n, a.chunk_size // rows_per))
     if cols_per < n:
         cols_per = max(cols_per - cols_per % GROUP, min(n, k + 1))  # keep topk_rows' fast path

@@ -5,7 +5,8 @@ all-zero row has similarity 0 to everything), ``"ip"`` the inner product, ``"euc
 the negative squared distance ``-|x - y|^2``, ``"tanimoto"`` ``<x, y> / (|x|^2 + |y|^2 - <x, y>)``
 (Jaccard's index for 0/1 fingerprints, the extended Tanimoto coefficient otherwise; 0 between
 two all-zero rows; the denominator is never negative). Scores are computed in float32 (float64 for
-float64 embeddings; float16/bfloat16 inputs in float32) by matrix products on the chosen device.
+float64 embeddings; float16/bfloat16 inputs, kept in half precision, in float32) by matrix products
+on the chosen device.
 
 Example:
     >>> import torch
@@ -31,38 +32,48 @@ class Scorer:
 
     Cosine rows are normalised as they are taken (:meth:`take`, :meth:`span`): dividing a row
     by its cached norm gives the very bits of ``torch.nn.functional.normalize``, without a
-    normalised copy of all ``N`` rows.
+    normalised copy of all ``N`` rows. Half-precision embeddings (float16, bfloat16) stay in
+    half precision (half the memory of a float32 copy) and are converted as rows are taken,
+    so the scores are exactly those of the same embeddings converted to float32 first.
     """
 
     def __init__(self, x: torch.Tensor, metric: str, device: torch.device,
                  ceiling: float | torch.Tensor | None = None) -> None:
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        x = x.detach().to(device=device, dtype=dtype)
+        half = x.dtype in (torch.float16, torch.bfloat16)
+        self.x = x.detach().to(device=device, dtype=x.dtype if half else dtype).contiguous()
+        self.dtype = dtype
         self.metric = metric
         # similarity ceiling (``margin``): a number, or one per anchor; candidates above it are dropped
         self.ceiling = ceiling.to(device=device, dtype=dtype) if isinstance(ceiling, torch.Tensor) else ceiling
         self.sq: torch.Tensor | None = None
         self.norm: torch.Tensor | None = None
         if metric == "cosine":
-            self.norm = x.norm(2, 1, keepdim=True).clamp_min(_NORM_EPS)  # as F.normalize
-            _check_range(x, self.norm.max(), metric)
+            self.norm = self._per_row(lambda r: r.norm(2, 1, keepdim=True)).clamp_min(_NORM_EPS)  # as F.normalize
+            _check_range(self.x, self.norm.max(), metric)
         else:
-            sq = (x * x).sum(1)
+            sq = self._per_row(lambda r: (r * r).sum(1))
             # |<a, b>| <= max |x|^2 and |a - b|^2 <= 4 max |x|^2: finite bounds, finite scores
-            _check_range(x, 4.0 * sq.max() if sq.numel() else sq.sum(), metric)
+            _check_range(self.x, 4.0 * sq.max() if sq.numel() else sq.sum(), metric)
             if metric in ("euclidean", "tanimoto"):
                 self.sq = sq
-        self.x = x.contiguous()
-        self.dtype = dtype
+
+    def _per_row(self, fn) -> torch.Tensor:
+        """``fn`` of the rows in the working dtype (in row chunks for half-precision storage)."""
+        if self.x.dtype == self.dtype:
+            return fn(self.x)
+        step = max(1, (1 << 22) // max(1, self.x.shape[1]))
+        return torch.cat([fn(self.x[i:i + step].to(self.dtype)) for i in range(0, self.x.shape[0], step)]
+                         or [fn(self.x[:0].to(self.dtype))])
 
     def take(self, idx: torch.Tensor) -> torch.Tensor:
-        """The prepared rows ``idx`` (normalised for cosine), a new tensor."""
-        rows = self.x.index_select(0, idx)
+        """The prepared rows ``idx`` (normalised for cosine), a new tensor in the working dtype."""
+        rows = self.x.index_select(0, idx).to(self.dtype)
         return rows if self.norm is None else rows.div_(self.norm.index_select(0, idx))
 
     def span(self, start: int, stop: int) -> torch.Tensor:
-        """The prepared rows ``start:stop`` (a view of the input unless cosine)."""
-        rows = self.x[start:stop]
+        """The prepared rows ``start:stop`` (a view of the input unless cosine or half precision)."""
+        rows = self.x[start:stop].to(self.dtype)
         return rows if self.norm is None else rows / self.norm[start:stop]
 
     def scores(self, a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,

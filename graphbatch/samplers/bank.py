@@ -5,7 +5,8 @@ was written at least once) and ``dirty`` (written since the model was last built
 Rules: rows given for one index in one write are **averaged** (in the order given, so the
 result is the same on every run, device and rank; two views of a batch give their mean);
 a later write replaces the row. The bank is float32, or float64 when the first rows are
-float64 (half-precision rows are stored in float32, never the other way round).
+float64 (half-precision rows are stored in float32), unless a ``dtype`` is given: float16 or
+bfloat16 halve its memory (rows given for one index are averaged in float32, then rounded once).
 
 Example:
     >>> import torch
@@ -28,10 +29,12 @@ class EmbeddingBank:
 
     Args:
         num_nodes: number of rows ``N``.
+        dtype: the rows' dtype (``None``: float32, float64 for float64 rows).
     """
 
-    def __init__(self, num_nodes: int) -> None:
+    def __init__(self, num_nodes: int, dtype: torch.dtype | None = None) -> None:
         self.num_nodes = num_nodes
+        self.dtype = dtype
         self.rows: torch.Tensor | None = None
         self.seen = np.zeros(num_nodes, dtype=bool)
         self.dirty = np.zeros(num_nodes, dtype=bool)
@@ -49,24 +52,24 @@ class EmbeddingBank:
     def write(self, idx: torch.Tensor, emb: torch.Tensor) -> None:
         """Store rows ``emb`` at ``idx`` (allocating the bank on ``emb``'s device first); see the module rules."""
         if self.rows is None:
-            dtype = torch.float64 if emb.dtype == torch.float64 else torch.float32
+            dtype = self.dtype or (torch.float64 if emb.dtype == torch.float64 else torch.float32)
             self.rows = torch.zeros((self.num_nodes, emb.shape[1]), dtype=dtype, device=emb.device)
         if idx.numel() == 0:
             return
         idx = idx.to(self.rows.device)
-        emb = emb.to(self.rows.device, self.rows.dtype)
         uniq, inverse, counts = torch.unique(idx, return_inverse=True, return_counts=True)
         if uniq.numel() == idx.numel():
-            self.rows[idx] = emb
+            self.rows[idx] = emb.to(self.rows.device, self.rows.dtype)
         else:
-            self.rows[uniq] = _mean_by_group(emb, inverse, counts)
+            work = self.rows.dtype if self.rows.dtype in (torch.float32, torch.float64) else torch.float32
+            self.rows[uniq] = _mean_by_group(emb.to(self.rows.device, work), inverse, counts).to(self.rows.dtype)
         host = idx.cpu().numpy()
         self.seen[host] = True
         self.dirty[host] = True
 
     def fill(self, emb: torch.Tensor) -> None:
         """Every row at once (a copy of ``emb``); all rows become seen and dirty."""
-        self.rows = emb.detach().clone()
+        self.rows = emb.detach().to(dtype=self.dtype or emb.dtype, copy=True)
         self.seen[:] = True
         self.dirty[:] = True
 

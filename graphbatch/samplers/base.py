@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_int, check_seed, warn_user
+from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_dtype, check_int, check_seed, warn_user
 from ..kernels.slots import COUNTERS
 from .bank import EmbeddingBank
 from .distributed import agree, all_gather_rows, is_distributed, world_default
@@ -27,6 +27,16 @@ from .state import STATE_VERSION, dump, restore
 
 __all__ = ["parse_refresh_every", "EpochBatchSampler", "EpochBatch", "STATE_VERSION"]
 _REFRESH_ERRORS = (RuntimeError, ValueError, MemoryError)
+
+
+class _Built:
+    """A build that finished at once (models that do not shard their build)."""
+
+    def __init__(self, result: tuple[Any, str]) -> None:
+        self._result = result
+
+    def finish(self) -> tuple[Any, str]:
+        return self._result
 
 
 class EpochBatch(list):
@@ -90,6 +100,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         rank: this rank (default: ``torch.distributed`` rank, else 0).
         model: the :class:`~graphbatch.samplers.models.Model` that plans batches (``None``: random batches).
         initial_state: a model state to start from (e.g. a prebuilt graph); skips warm-up.
+        bank_dtype: dtype of the embedding bank: ``None`` (float32, or float64 for float64 rows),
+            ``torch.float16`` or ``torch.bfloat16`` (half the memory; graph builds score the half rows
+            in float32, rows given twice in one update are averaged in float32 and rounded once).
 
     Example:
         >>> from graphbatch.samplers import EpochBatchSampler
@@ -103,6 +116,8 @@ class EpochBatchSampler(Sampler[list[int]]):
             mid-epoch re-plans after a refresh), ``random_epochs`` (planned without a model),
             ``refreshes``, ``full_refreshes``, ``incremental_refreshes``, ``refresh_failures``,
             ``last_refresh_error``, ``graph_waits`` (epochs that wanted a graph but had unseen rows),
+            ``rows_scored`` (anchors whose neighbours this rank computed in its builds: about
+            ``1 / W`` of them per build under ``torch.distributed`` with ``W`` ranks),
             and the planner counters ``walk_steps``, ``near_jumps`` / ``random_jumps`` (stall
             fallbacks), ``guard_deferrals``, ``guard_violations``, ``skipped_seeds``.
     """
@@ -110,7 +125,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __init__(self, num_nodes: int, batch_size: int, *, drop_last: bool = False, seed: int = 0,
                  embeddings: Any = None, refresh_every: int | str = 100, warmup_epochs: int = 1,
                  num_replicas: int | None = None, rank: int | None = None, model: Any = None,
-                 initial_state: Any = None) -> None:
+                 initial_state: Any = None, bank_dtype: torch.dtype | None = None) -> None:
         self.num_nodes = check_int("num_nodes", num_nodes, low=1)
         self.batch_size = check_int("batch_size", batch_size, low=1, high=self.num_nodes)
         self.drop_last = check_bool("drop_last", drop_last)
@@ -122,11 +137,13 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.stats: dict[str, Any] = {
             "epochs": 0, "batches": 0, "plans": 0, "replans": 0, "random_epochs": 0,
             "refreshes": 0, "full_refreshes": 0, "incremental_refreshes": 0, "refresh_failures": 0,
-            "last_refresh_error": None, "graph_waits": 0,
+            "last_refresh_error": None, "graph_waits": 0, "rows_scored": 0,
             **{name: 0 for name in COUNTERS},
         }
         self._model = model
-        self._bank = EmbeddingBank(self.num_nodes)
+        self.bank_dtype = None if bank_dtype is None else check_dtype(
+            "bank_dtype", bank_dtype, (torch.float32, torch.float64, torch.float16, torch.bfloat16))
+        self._bank = EmbeddingBank(self.num_nodes, self.bank_dtype)
         self._state: Any = None       # what the model built (e.g. the graph)
         self._prepared: Any = None    # the state prepared for planning (e.g. host arrays)
         self._spare: Any = None       # the previously prepared state: its buffers are reused by the next one
@@ -152,7 +169,7 @@ class EpochBatchSampler(Sampler[list[int]]):
                     raise ValueError("pass either graph= or embeddings=, not both")
                 self._bank.fill(emb)
                 self.warmup_epochs = 0
-                self._install(*self._build())
+                self._install(*self._build_collective())
         if initial_state is not None:
             self.warmup_epochs = 0
             self._install(initial_state, None)
@@ -397,18 +414,26 @@ class EpochBatchSampler(Sampler[list[int]]):
             raise RuntimeError(f"cannot build the graph yet: {self._bank.missing} of {self.num_nodes} rows were "
                                "never passed to update() (finish a warm-up epoch, or pass embeddings=)")
         failure: BaseException | None = None
+        job = None
         try:
             rows = self._bank.rows
             if not bool(torch.isfinite(rows).all()):
                 bad = int((~torch.isfinite(rows).all(dim=1)).sum())
                 raise ValueError(f"embedding bank has {bad} rows with NaN or infinite values")
-            state, kind = self._build()
-            prepared = self._model.prepare(state, self._bank, self._spare)
+            job = self._begin_build()  # local work only (a sharded build's own share)
         except _REFRESH_ERRORS as exc:
             failure = exc
-        # distributed: the new model is installed only where every rank built it, so ranks never diverge
+        # distributed: collectives at fixed points whatever failed where, so no rank waits for another
         if not agree(failure is None) and failure is None:
             failure = RuntimeError("the refresh failed on another rank")
+        if failure is None:
+            try:
+                state, kind = job.finish()  # a sharded build gathers its table here (every rank is here)
+                prepared = self._model.prepare(state, self._bank, self._spare)
+            except _REFRESH_ERRORS as exc:
+                failure = exc
+            if not agree(failure is None) and failure is None:
+                failure = RuntimeError("the refresh failed on another rank")
         if failure is not None:
             self.stats["refresh_failures"] += 1
             self.stats["last_refresh_error"] = f"{type(failure).__name__}: {failure}"
@@ -417,10 +442,37 @@ class EpochBatchSampler(Sampler[list[int]]):
                           f"({type(failure).__name__}: {failure})", RuntimeWarning, stacklevel=2)
             return False
         self._commit(state, prepared, kind)
+        self._count_rows(job)
         return True
 
-    def _build(self) -> tuple[Any, str]:
-        return self._model.build(self._bank, self._state, self.seed)
+    def _count_rows(self, job: Any) -> None:
+        self.stats["rows_scored"] = self.stats.get("rows_scored", 0) + getattr(job, "rows_scored", 0)
+
+    def _begin_build(self) -> Any:
+        """The model's build, begun: local work now, ``finish()`` later (it may be a collective).
+
+        Under ``torch.distributed`` a model that can shard its build (``begin``) computes this
+        rank's share here; ``finish()`` gathers the shares. Other models build here at once.
+        """
+        begin = getattr(self._model, "begin", None)
+        if begin is not None:
+            world, rank = ((torch.distributed.get_world_size(), torch.distributed.get_rank())
+                           if is_distributed() else (1, 0))
+            return begin(self._bank, self._state, self.seed, rank=rank, world=world)
+        return _Built(self._model.build(self._bank, self._state, self.seed))
+
+    def _build_collective(self) -> tuple[Any, str]:
+        """Build at construction: as :meth:`refresh`, with the ranks agreeing, but errors propagate."""
+        job, failure = None, None
+        try:
+            job = self._begin_build()
+        except _REFRESH_ERRORS as exc:
+            failure = exc
+        if not agree(failure is None):
+            raise failure if failure is not None else RuntimeError("the graph build failed on another rank")
+        result = job.finish()
+        self._count_rows(job)
+        return result
 
     def _install(self, state: Any, kind: str | None) -> None:
         """Prepare and commit a state outside :meth:`refresh` (construction); errors propagate."""

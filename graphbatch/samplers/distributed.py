@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import check_int
+from ..build.sharded import agree
 
 __all__ = ["world_default", "is_distributed", "all_gather_rows", "agree"]
 
@@ -52,14 +53,3 @@ def all_gather_rows(idx: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor,
             torch.cat([t[:s] for t, s in zip(emb_all, sizes_l)]))
 
 
-def agree(ok: bool) -> bool:
-    """Whether ``ok`` holds on every rank (an all-reduce of a flag; ``ok`` itself outside distributed runs)."""
-    if not is_distributed():
-        return ok
-    dist = torch.distributed
-    device = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        device = torch.device("cuda", torch.cuda.current_device())
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())

@@ -23,6 +23,7 @@ Example:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch
 from .. import backend
 from .._validation import check_bool, check_choice, check_int, check_probability, check_real, describe
 from ..build import METHODS, METRICS, neighbor_table
+from ..build.api import table_share
 from ..build.partition import communities
 from ..graph import ProximityGraph
 from ..graph.convert import sort_table_rows, table_to_csr
@@ -54,6 +56,20 @@ class GraphState:
     communities: np.ndarray | None = None
     raw: ProximityGraph | None = None
     guard: np.ndarray | None = None
+
+
+class PendingBuild:
+    """A build begun by a model's ``begin()``: ``finish()`` returns ``(state, kind)``.
+
+    ``rows_scored``: the anchors whose neighbours this rank computed (``N / W`` or so in a sharded
+    build over ``W`` ranks; ``N`` for a full single-process build).
+    """
+
+    def __init__(self, finish: Callable[[], tuple[Any, str]], rows_scored: int) -> None:
+        self._finish, self.rows_scored = finish, rows_scored
+
+    def finish(self) -> tuple[Any, str]:
+        return self._finish()
 
 
 class GraphBuilder:
@@ -136,13 +152,24 @@ class GraphBuilder:
         state = np.random.SeedSequence([seed, draw]).generate_state(1, dtype=np.uint64)[0]
         return int(state >> np.uint64(1))
 
-    def _rows(self, emb: torch.Tensor, rows: torch.Tensor | None, seed: int,
-              draw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rows(self, emb: torch.Tensor, rows: torch.Tensor | None, seed: int, draw: int, rank: int = 0,
+              world: int = 1) -> tuple[Callable[[], tuple[torch.Tensor, torch.Tensor]], int]:
+        """The table of ``rows`` (``None``: all), begun: ``(finish, rows this rank scored)``.
+
+        With ``world > 1`` this rank scores its share only and ``finish()`` all-gathers the shares
+        (a collective); the table equals the single-process one bit for bit.
+        """
         kwargs = dict(self.build_kwargs)
         kwargs.setdefault("metric", self.metric)
         kwargs.setdefault("seed", self.pool_seed(seed, draw))
-        return neighbor_table(emb, self.k_eff, candidates=self.m_eff, rows=rows, skip=self.skip_eff,
-                              margin=self.margin, **kwargs)
+        common = dict(candidates=self.m_eff, rows=rows, skip=self.skip_eff, margin=self.margin, **kwargs)
+        if world == 1:
+            idx, sc = neighbor_table(emb, self.k_eff, **common)
+            return (lambda: (idx, sc)), int(idx.shape[0])
+        share = table_share(emb, self.k_eff, rank=rank, world=world, **common)
+        if share.error is not None:
+            raise share.error
+        return share.gather, share.rows_scored
 
     def _assemble(self, idx: torch.Tensor, sc: torch.Tensor, rows_t: torch.Tensor, previous: GraphState | None,
                   dirty: np.ndarray) -> ProximityGraph:
@@ -183,24 +210,40 @@ class GraphBuilder:
 
     def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
         """A new :class:`GraphState` from ``bank.rows`` (incremental over ``previous`` for few dirty rows)."""
+        return self.begin(bank, previous, seed).finish()
+
+    def begin(self, bank: Any, previous: GraphState | None, seed: int, *, rank: int = 0,
+              world: int = 1) -> PendingBuild:
+        """:meth:`build` in two steps: this rank's share of the table now, the rest in ``finish()``.
+
+        With ``world > 1`` (a ``torch.distributed`` group) ``finish()`` is a collective that every
+        rank must call; the graph is the one a single process builds.
+        """
         n, emb = self.num_nodes, bank.rows
         dev = emb.device
         if n == 1:
             g = ProximityGraph._wrap(torch.zeros(2, dtype=torch.int64, device=dev),
                                      torch.zeros(0, dtype=torch.int64, device=dev),
                                      torch.zeros(0, dtype=torch.float32, device=dev), 1)
-            return GraphState(g, 0 if previous is None else previous.draw), "full"
+            return PendingBuild(lambda: (GraphState(g, 0 if previous is None else previous.draw), "full"), 0)
         full = previous is None or bank.dirty.mean() > self.incremental_fraction
         # A full build draws fresh candidate pools (draw + 1), so over training every node meets
         # new candidates, as in the paper; an incremental one keeps the current draw.
         draw = (0 if previous is None else previous.draw) + 1 if full else previous.draw
         rows_t = torch.arange(n, device=dev) if full else torch.from_numpy(np.flatnonzero(bank.dirty)).to(dev)
-        idx, sc = self._rows(emb, None if full else rows_t, seed, draw)
+        table, scored = self._rows(emb, None if full else rows_t, seed, draw, rank, world)
+        return PendingBuild(lambda: self._finish(table(), emb, rows_t, full, previous, bank.dirty, seed, draw),
+                            scored)
+
+    def _finish(self, table: tuple[torch.Tensor, torch.Tensor], emb: torch.Tensor, rows_t: torch.Tensor, full: bool,
+                previous: GraphState | None, dirty: np.ndarray, seed: int, draw: int) -> tuple[GraphState, str]:
+        idx, sc = table
+        dev = emb.device
         idx = idx.to(dev, torch.int64)
         sc = sc.to(dev)
         if sc.is_floating_point() and sc.dtype in (torch.float16, torch.bfloat16):
             sc = sc.to(torch.float32)
-        raw = self._assemble(idx, sc, rows_t, None if full else previous, bank.dirty)
+        raw = self._assemble(idx, sc, rows_t, None if full else previous, dirty)
         graph = raw.mutual() if self.mutual else raw
         comm = None
         if self.community_size is not None:
@@ -216,49 +259,22 @@ class GraphModel:
     def __init__(self, builder: GraphBuilder, planner: Any) -> None:
         self.builder, self.planner = builder, planner
 
-    def _assemble(self, idx: torch.Tensor, sc: torch.Tensor, rows_t: torch.Tensor, previous: GraphState | None,
-                  dirty: np.ndarray) -> ProximityGraph:
-        """The directed top-k graph from the new rows' table (spliced into ``previous`` when given).
-
-        ``idx``/``sc`` are this build's own table (sorted in place). A full table with every
-        slot filled, and a table of dirty rows over a previous graph of exactly ``k`` entries
-        per row, become the CSR directly: no global sort and de-duplication of all ``N k``
-        edges, and only the new graph's arrays are allocated. Otherwise (slots emptied by
-        ``margin``, a previous graph with shorter rows) the edges go through the COO path.
-        """
-        n = self.num_nodes
-        if previous is None:
-            direct = table_to_csr(idx, sc, n, inplace=True, self_loops=False)
-            if direct is not None:
-                return ProximityGraph._wrap(*direct, n)
-        else:
-            old = previous.raw if previous.raw is not None else previous.graph
-            old = old.to(idx.device)
-            k = idx.shape[1]
-            if old.nnz == n * k and bool((old.crow.diff() == k).all()) \
-                    and sort_table_rows(idx, sc, idx, sc, anchors=rows_t):
-                col = old.col.view(n, k).clone()
-                val = old.values.view(n, k).to(sc.dtype, copy=True)
-                col[rows_t] = idx
-                val[rows_t] = sc
-                return ProximityGraph._wrap(old.crow.clone(), col.view(-1), val.view(-1), n)
-        row = rows_t.view(-1, 1).expand_as(idx)
-        keep = (idx >= 0) & (idx != row)  # drop empty slots and self-loops
-        r, c, v = row[keep], idx[keep], sc[keep]
-        if previous is not None:
-            old_row = old.row()
-            stay = ~torch.from_numpy(dirty).to(old.device)[old_row]
-            r = torch.cat([old_row[stay], r])
-            c = torch.cat([old.col[stay], c])
-            v = torch.cat([old.values[stay].to(v.dtype), v])
-        return ProximityGraph.from_coo(r, c, v, n)
-
     def build(self, bank: Any, previous: GraphState | None, seed: int) -> tuple[GraphState, str]:
-        state, kind = self.builder.build(bank, previous, seed)
+        return self.begin(bank, previous, seed).finish()
+
+    def begin(self, bank: Any, previous: GraphState | None, seed: int, *, rank: int = 0,
+              world: int = 1) -> PendingBuild:
+        """The builder's :meth:`GraphBuilder.begin`, with the similarity guard's embeddings added at the end."""
+        job = self.builder.begin(bank, previous, seed, rank=rank, world=world)
         guard = getattr(self.planner, "guard", None)
-        if guard is not None and guard.max_similarity is not None:
-            state = replace(state, guard=guard.embeddings(bank))
-        return state, kind
+        if guard is None or guard.max_similarity is None:
+            return job
+
+        def finish() -> tuple[GraphState, str]:
+            state, kind = job.finish()
+            return replace(state, guard=guard.embeddings(bank)), kind
+
+        return PendingBuild(finish, job.rows_scored)
 
     def prepare(self, state: GraphState, bank: Any, recycle: Any) -> Any:
         return self.planner.prepare(state, bank, recycle)

@@ -125,7 +125,7 @@ def restore(s: Any, state: Any) -> None:
     bank = s._bank
     if rows is not None:
         dev = bank.rows.device if bank.rows is not None else "cpu"
-        bank.rows = rows.to(dev).clone()
+        bank.rows = rows.to(dev, bank.dtype or rows.dtype, copy=True)
         bank.seen, bank.dirty = new.seen, new.dirty
     elif s.learns:  # saved without the bank: it must be filled again by update()
         bank.forget()

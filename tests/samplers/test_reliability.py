@@ -219,7 +219,7 @@ def test_direct_csr_equals_the_coo_path(rng, metric, margin):
     seed = int(rng.integers(1000))
     state, kind = builder.build(bank, None, seed)
     assert kind == "full"
-    idx, sc = builder._rows(bank.rows, None, seed, state.draw)
+    idx, sc = builder._rows(bank.rows, None, seed, state.draw)[0]()
     ref = _coo_reference(n, np.arange(n), idx.numpy(), sc.numpy())
     _assert_same_csr(state.graph, ref)
     dirty = np.zeros(n, bool)
@@ -230,7 +230,7 @@ def test_direct_csr_equals_the_coo_path(rng, metric, margin):
     assert np.array_equal(bank.dirty, dirty)
     new, kind = builder.build(bank, state, seed)
     assert kind == "incremental" and new.draw == state.draw
-    idx, sc = builder._rows(bank.rows, torch.from_numpy(rows), seed, state.draw)
+    idx, sc = builder._rows(bank.rows, torch.from_numpy(rows), seed, state.draw)[0]()
     ref = _coo_reference(n, rows, idx.numpy(), sc.numpy(), state.graph, dirty)
     _assert_same_csr(new.graph, ref)
     assert not bool((new.graph.row() == new.graph.col).any())  # no self-loops

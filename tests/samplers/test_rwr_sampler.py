@@ -266,9 +266,9 @@ def test_refresh_runtime_error_keeps_graph(rng, monkeypatch):
     s = RWRBatchSampler(80, 8, k=4, candidates=30, embeddings=emb)
     g0 = s.graph
 
-    def boom(self, bank, previous, seed):
+    def boom(self, bank, previous, seed, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
-    monkeypatch.setattr(GraphBuilder, "build", boom)
+    monkeypatch.setattr(GraphBuilder, "begin", boom)
     s.update([0], emb[:1])
     with pytest.warns(RuntimeWarning, match="out of memory"):
         assert not s.refresh()
