@@ -25,12 +25,15 @@ def _num_blocks(n: int, block_size: int) -> int:
 
 
 def rows_per_chunk(a: Any) -> int:
-    """Anchors per score block: rows x columns of one block <= ``chunk_size`` (at least 64 rows).
+    """Anchors per score block: rows x columns of one block <= ``chunk_size`` (at least 512 rows).
 
-    It depends on ``N`` only (not on how many rows are requested), so a sharded build that cuts the
-    rows at multiples of it scores every row in the very same block as a single-process build.
+    At least 512 rows per matrix product: with fewer (e.g. 167 at N = 100k, where a whole row of
+    scores fits the default ``chunk_size``) the product ran ~25% below its speed at 512 rows on
+    the CPU measured (benchmarks/RESULTS.md, section 1), and the column block is prepared once for
+    fewer rows. It depends on ``N`` only (not on how many rows are requested), so a sharded build
+    that cuts the rows at multiples of it scores every row in the very same block as a single process.
     """
-    return max(1, min(a.n, max(64, a.chunk_size // a.n)))
+    return max(1, min(a.n, max(512, a.chunk_size // a.n)))
 
 
 def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,16 +49,20 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
     if cols_per < n:
         cols_per = max(cols_per - cols_per % GROUP, min(n, k + 1))  # keep topk_rows' fast path
     sq = sc.sq
+    scratch = torch.empty(rows_per * cols_per, dtype=sc.dtype, device=dev)  # one score block, reused
     n_chunks = _num_blocks(r, rows_per)
-    bar = progress_bar(a.progress, n_chunks, "proximity graph (exact)")
-    for start in range(0, r, rows_per):
-        anchors = anchors_all[start:start + rows_per]
-        xa = sc.take(anchors)
-        sqa = None if sq is None else sq.index_select(0, anchors)
-        best_v = best_i = None
-        for c0 in range(0, n, cols_per):
-            c1 = min(n, c0 + cols_per)
-            s = sc.scores(xa, sc.span(c0, c1), sqa, None if sq is None else sq[c0:c1])
+    bar = progress_bar(a.progress, n_chunks * _num_blocks(n, cols_per), "proximity graph (exact)")
+    # column blocks outside, row chunks inside: each column block is prepared (normalised) once, and
+    # every anchor row merges its blocks' top-k in column order (the same operations as row-major order)
+    for c0 in range(0, n, cols_per):
+        c1 = min(n, c0 + cols_per)
+        xb = sc.span(c0, c1)
+        sqb = None if sq is None else sq[c0:c1]
+        for start in range(0, r, rows_per):
+            anchors = anchors_all[start:start + rows_per]
+            xa = sc.take(anchors)
+            sqa = None if sq is None else sq.index_select(0, anchors)
+            s = sc.scores(xa, xb, sqa, sqb, out=scratch[:xa.shape[0] * (c1 - c0)].view(xa.shape[0], c1 - c0))
             if not a.self_loops:
                 # each anchor's own column, if it is in this block, gets -inf: rows outside the block
                 # write their first score back unchanged (no nonzero(), so no host sync per block)
@@ -64,19 +71,17 @@ def exact_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Te
                 inside = ((local >= 0) & (local < c1 - c0)).unsqueeze(1)
                 s.scatter_(1, at, torch.where(inside, NEG_INF, s.gather(1, at)))
             sc.cap_(s, anchors)
-            v, i = topk_rows(s, min(k, c1 - c0))
+            v, i = topk_rows(s, min(k, c1 - c0))  # the first block has >= k + 1 columns (cols_per >= k + 1)
             i += c0
-            if best_v is None:
-                best_v, best_i = v, i
-            else:
-                v = torch.cat([best_v, v], dim=1)
-                i = torch.cat([best_i, i], dim=1)
-                best_v, pos = torch.topk(v, k, dim=1)
-                best_i = torch.gather(i, 1, pos)
-        out_i[start:start + rows_per] = best_i
-        out_v[start:start + rows_per] = best_v
-        if bar is not None:
-            bar.update(1)
+            if c0 > 0:
+                v = torch.cat([out_v[start:start + rows_per], v], dim=1)
+                i = torch.cat([out_i[start:start + rows_per], i], dim=1)
+                v, pos = torch.topk(v, k, dim=1)
+                i = torch.gather(i, 1, pos)
+            out_i[start:start + rows_per] = i
+            out_v[start:start + rows_per] = v
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
     return out_i, out_v

@@ -77,9 +77,14 @@ class Scorer:
         return rows if self.norm is None else rows / self.norm[start:stop]
 
     def scores(self, a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,
-               b_sq: torch.Tensor | None = None) -> torch.Tensor:
-        """Similarity matrix ``(len(a), len(b))`` of prepared rows ``a`` and ``b``."""
-        s = torch.mm(a, b.t())
+               b_sq: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Similarity matrix ``(len(a), len(b))`` of prepared rows ``a`` and ``b`` (written to ``out`` if given).
+
+        ``out``: a contiguous ``(len(a), len(b))`` tensor of the working dtype to reuse: a score
+        block of tens of MB allocated afresh per block costs the page faults of new memory each
+        time (on CPU they made ``method="exact"`` ~1.5x slower).
+        """
+        s = torch.mm(a, b.t(), out=out)
         if self.sq is not None:
             self.finish_(s, a_sq.unsqueeze(1), b_sq.unsqueeze(0))
         return s
