@@ -2,10 +2,18 @@
 
 ``"ip"`` is reduced to a Euclidean search on augmented vectors (Bachrach et al. 2014);
 the neighbours' scores are recomputed exactly in the requested metric. The first call
-in a process compiles pynndescent's numba code (tens of seconds).
+in a process compiles pynndescent's numba code (about 31 s on the 2-core development machine).
+Before that first call, numba's on-disk cache is switched on for every pynndescent function
+that does not have it (:func:`enable_jit_cache`), so a later process loads most of them
+instead of compiling them again (16 s instead of 31 s there; ``nn_descent`` itself uses dynamic
+globals, which numba cannot cache). ``GRAPHBATCH_NNDESCENT_CACHE=0`` turns this off; numba's
+``NUMBA_CACHE_DIR`` chooses where the cache lives.
 """
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,7 +22,37 @@ import torch
 from .. import backend
 from .scoring import NEG_INF, Scorer
 
-__all__ = ["nndescent_table"]
+__all__ = ["nndescent_table", "enable_jit_cache"]
+
+_CACHE_ENABLED = False
+
+
+def enable_jit_cache() -> int:
+    """Switch numba's on-disk cache on for pynndescent's compiled functions that lack it (once per process).
+
+    Returns:
+        How many functions it was switched on for (0 on later calls, when turned off by
+        ``GRAPHBATCH_NNDESCENT_CACHE=0``, or without pynndescent).
+    """
+    global _CACHE_ENABLED
+    if _CACHE_ENABLED or os.environ.get("GRAPHBATCH_NNDESCENT_CACHE", "1") == "0":
+        return 0
+    _CACHE_ENABLED = True
+    try:
+        import pynndescent  # noqa: F401 - loads its submodules
+        from numba.core.caching import NullCache
+        from numba.core.registry import CPUDispatcher
+    except ImportError:
+        return 0
+    count = 0
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("pynndescent") or mod is None:
+            continue
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, CPUDispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
+                obj.enable_caching()
+                count += 1
+    return count
 
 # pynndescent builds at least this many neighbours (more = better recall, slower).
 _NND_MIN_NEIGHBORS = 30
@@ -23,6 +61,16 @@ _NND_QUERY_EPSILON = 0.3
 
 
 def nndescent_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    backend.require("pynndescent", "method='nndescent'")
+    enable_jit_cache()
+    with warnings.catch_warnings():
+        # numba says which of the functions given a cache cannot use it (dynamic globals): not the user's concern
+        warnings.filterwarnings("ignore", message="Cannot cache compiled function")
+        nbr = _neighbours(sc, a, rows)
+    return _rescore(sc, a, rows, nbr)
+
+
+def _neighbours(sc: Scorer, a: Any, rows: torch.Tensor | None) -> np.ndarray:
     pynndescent = backend.require("pynndescent", "method='nndescent'")
     n, k = a.n, a.k
     data = sc.span(0, n).detach().to("cpu", torch.float32).numpy()
@@ -46,6 +94,12 @@ def nndescent_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torc
         nbr = index.neighbor_graph[0][:, :want]
         if rows is not None:
             nbr = nbr[rows.cpu().numpy()]
+    return nbr
+
+
+def _rescore(sc: Scorer, a: Any, rows: torch.Tensor | None, nbr: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The neighbours' exact scores in ``a.metric``, each row sorted; the anchor itself dropped."""
+    n, k = a.n, a.k
     anchors = (np.arange(n) if rows is None else rows.cpu().numpy())[:, None]
     nbr = np.asarray(nbr, dtype=np.int64)
     if not a.self_loops:

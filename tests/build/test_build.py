@@ -248,6 +248,26 @@ def test_progress_bar_runs(rng, capsys):
 
 
 # ------------------------------------------------------------------------- nndescent
+def test_nndescent_jit_cache_is_switched_on_once(monkeypatch):
+    """pynndescent's uncached numba functions get numba's on-disk cache, so a later process loads them."""
+    pytest.importorskip("pynndescent")
+    from numba.core.caching import NullCache
+
+    import graphbatch.build.nndescent as nnd
+    from pynndescent import pynndescent_, utils
+
+    monkeypatch.setattr(nnd, "_CACHE_ENABLED", False)
+    monkeypatch.setenv("GRAPHBATCH_NNDESCENT_CACHE", "0")
+    assert nnd.enable_jit_cache() == 0 and not nnd._CACHE_ENABLED  # the off switch touches nothing
+    uncached = [f for f in (pynndescent_.nn_descent, utils.deheap_sort, pynndescent_.init_rp_tree)
+                if isinstance(f._cache, NullCache)]
+    monkeypatch.delenv("GRAPHBATCH_NNDESCENT_CACHE")
+    if uncached:  # (a previous test of this process may have switched it on already)
+        assert nnd.enable_jit_cache() > 0
+        assert not any(isinstance(f._cache, NullCache) for f in uncached)
+    assert nnd.enable_jit_cache() == 0  # once per process
+
+
 def test_nndescent_recall(rng):
     # numba compiles pynndescent on first use in a process (several seconds)
     n, k = 5000, 10
