@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -218,8 +219,10 @@ def _warm_up(specs: Sequence[SamplerSpec], z: torch.Tensor, batch_size: int, see
             continue
         done.add(key)
         try:
-            for _ in spec.factory(m, min(batch_size, m), embeddings=z[:m], seed=seed, **spec.settings):
-                pass
+            with warnings.catch_warnings():  # its small sample clamps k / candidates: the real run warns if it must
+                warnings.simplefilter("ignore")
+                for _ in spec.factory(m, min(batch_size, m), embeddings=z[:m], seed=seed, **spec.settings):
+                    pass
         except Exception:  # noqa: BLE001 - untimed warm-up only; the timed run reports real errors
             pass
 

@@ -380,3 +380,22 @@ def test_default_grid_names_and_settings():
     assert specs[2].settings == {"num_clusters": 16}
     with pytest.raises(ValueError, match="batch_size"):
         default_sampler_grid(10, 11)
+
+
+def test_compare_samplers_warm_up_does_not_warn_about_its_own_small_sample(rng):
+    """The untimed warm-up runs on max(2B, 64) rows, where k=100 is clamped; only the real run may warn."""
+    import warnings
+
+    import graphbatch as gb
+    from graphbatch.evaluation import compare_samplers
+
+    emb = rng.normal(size=(400, 6))
+    spec = ("walk", gb.RWRBatchSampler, {"k": 100, "candidates": 300})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare_samplers(emb, batch_size=16, samplers=[spec], seed=0)
+    assert not [w for w in caught if "only 64 instances" in str(w.message)]
+    with warnings.catch_warnings(record=True) as caught:  # the real run still warns when it clamps
+        warnings.simplefilter("always")
+        compare_samplers(emb[:60], batch_size=16, samplers=[spec], seed=0)
+    assert any("only 60 instances" in str(w.message) for w in caught)
