@@ -69,9 +69,9 @@ def main() -> None:
     ap.add_argument("--label", default="")
     ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "out" / "bench_refresh_memory.json"))
     args = ap.parse_args()
-    import graphbatch as gb
-
     import resource
+
+    import graphbatch as gb
 
     torch.manual_seed(0)
     n, d, k = args.n, args.d, args.k

@@ -38,3 +38,21 @@ def same_label_pair_fraction(batches, lab):
         counts = np.bincount(lab[bt])
         fr.append((counts * (counts - 1)).sum() / (len(bt) * (len(bt) - 1)))
     return float(np.mean(fr))
+
+
+def dense_solve(g, seeds, p: float, weighted: bool = True) -> np.ndarray:
+    """Independent reference: solve (I - (1 - p) M) r = p e_s with M = P^T + e_s d^T in numpy."""
+    A = g.to_dense().double().numpy()
+    if not weighted:
+        A = np.zeros_like(A)
+        A[g.row().numpy(), g.col.numpy()] = 1.0  # every stored edge, zero-weight ones included
+    rs = A.sum(1)
+    P = np.divide(A, rs[:, None], out=np.zeros_like(A), where=rs[:, None] > 0)
+    d = (rs == 0).astype(float)
+    out = []
+    for s in seeds:
+        e = np.zeros(g.num_nodes)
+        e[s] = 1.0
+        M = P.T + np.outer(e, d)
+        out.append(np.linalg.solve(np.eye(g.num_nodes) - (1 - p) * M, p * e))
+    return np.array(out)

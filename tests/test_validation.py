@@ -65,7 +65,8 @@ def test_sparse_csr_beta_warning_never_reaches_the_user():
     import warnings
 
     # non-negative embeddings: cosine weights >= 0, so the weighted walks below accept the graph on any seed
-    g = gb.build_proximity_graph(torch.rand(60, 4, generator=torch.Generator().manual_seed(0)), 4, candidates=20, seed=0)
+    x = torch.rand(60, 4, generator=torch.Generator().manual_seed(0))
+    g = gb.build_proximity_graph(x, 4, candidates=20, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         g.to_torch()

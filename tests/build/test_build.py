@@ -252,9 +252,9 @@ def test_nndescent_jit_cache_is_switched_on_once(monkeypatch):
     """pynndescent's uncached numba functions get numba's on-disk cache, so a later process loads them."""
     pytest.importorskip("pynndescent")
     from numba.core.caching import NullCache
+    from pynndescent import pynndescent_, utils
 
     import graphbatch.build.nndescent as nnd
-    from pynndescent import pynndescent_, utils
 
     monkeypatch.setattr(nnd, "_CACHE_ENABLED", False)
     monkeypatch.setenv("GRAPHBATCH_NNDESCENT_CACHE", "0")

@@ -79,20 +79,24 @@ def test_table_share_keeps_a_local_failure_for_the_caller(monkeypatch):
         part.gather()  # never reached in real use: the ranks agree on the failure first
 
 
+def _builds(distributed: bool) -> dict[str, tuple]:
+    """Four builds (candidates, exact euclidean, half-precision input with skip, a rows table) as tensors."""
+    x = torch.from_numpy(np.random.default_rng(7).normal(size=(3001, 12)).astype(np.float32))
+    rows = torch.from_numpy(np.random.default_rng(8).choice(3001, 700))
+    out = {
+        "candidates": build_proximity_graph(x, 9, candidates=400, seed=5, distributed=distributed),
+        "exact": build_proximity_graph(x, 6, method="exact", metric="euclidean", chunk_size=50000,
+                                       distributed=distributed),
+        "half": build_proximity_graph(x.half(), 7, candidates=300, seed=2, skip=2, distributed=distributed),
+        "rows": neighbor_table(x, 5, candidates=200, seed=3, rows=rows, distributed=distributed),
+    }
+    return {name: ((g.crow, g.col, g.values) if hasattr(g, "crow") else g) for name, g in out.items()}
+
+
 def _build_worker(rank: int, world: int, store: str, outdir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        x = torch.from_numpy(np.random.default_rng(7).normal(size=(3001, 12)).astype(np.float32))
-        rows = torch.from_numpy(np.random.default_rng(8).choice(3001, 700))
-        out = {
-            "candidates": build_proximity_graph(x, 9, candidates=400, seed=5, distributed=True),
-            "exact": build_proximity_graph(x, 6, method="exact", metric="euclidean", chunk_size=50000,
-                                           distributed=True),
-            "half": build_proximity_graph(x.half(), 7, candidates=300, seed=2, skip=2, distributed=True),
-            "rows": neighbor_table(x, 5, candidates=200, seed=3, rows=rows, distributed=True),
-        }
-        torch.save({name: ((g.crow, g.col, g.values) if hasattr(g, "crow") else g) for name, g in out.items()},
-                   os.path.join(outdir, f"build{rank}.pt"))
+        torch.save(_builds(distributed=True), os.path.join(outdir, f"build{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -100,18 +104,10 @@ def _build_worker(rank: int, world: int, store: str, outdir: str) -> None:
 @pytest.mark.parametrize("world", [2, 3])
 def test_gloo_sharded_builds_equal_the_single_process_build(tmp_path, world):
     mp.spawn(_build_worker, args=(world, str(tmp_path / "store"), str(tmp_path)), nprocs=world, join=True)
-    x = torch.from_numpy(np.random.default_rng(7).normal(size=(3001, 12)).astype(np.float32))
-    rows = torch.from_numpy(np.random.default_rng(8).choice(3001, 700))
-    ref = {
-        "candidates": build_proximity_graph(x, 9, candidates=400, seed=5),
-        "exact": build_proximity_graph(x, 6, method="exact", metric="euclidean", chunk_size=50000),
-        "half": build_proximity_graph(x.half(), 7, candidates=300, seed=2, skip=2),
-        "rows": neighbor_table(x, 5, candidates=200, seed=3, rows=rows),
-    }
+    ref = _builds(distributed=False)
     for r in range(world):
         got = torch.load(tmp_path / f"build{r}.pt", weights_only=False)
-        for name, g in ref.items():
-            want = (g.crow, g.col, g.values) if hasattr(g, "crow") else g
+        for name, want in ref.items():
             assert all(torch.equal(u, v) for u, v in zip(got[name], want)), (r, name)
 
 

@@ -24,6 +24,8 @@ import torch
 from graphbatch import ProximityGraph, backend
 from graphbatch.solvers import monte_carlo, power, push, rwr, rwr_monte_carlo, rwr_truncated, sample_neighbors
 
+from helpers import dense_solve
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -51,20 +53,6 @@ def knn_graph(rng: np.random.Generator, n: int, k: int) -> ProximityGraph:
     """k-NN-like graph: each node points to k nodes near it on a ring (clustered, like a proximity graph)."""
     idx = (np.arange(n)[:, None] + rng.integers(-30, 31, (n, k))) % n
     return ProximityGraph.from_neighbors(torch.from_numpy(idx), torch.from_numpy(rng.uniform(0.1, 1.0, (n, k))))
-
-
-def dense_solve(g: ProximityGraph, seeds, p: float) -> np.ndarray:
-    """Independent reference: solve (I - (1 - p) M) r = p e_s, M = P^T + e_s d^T, in float64 numpy."""
-    A = g.to_dense().double().numpy()
-    rs = A.sum(1)
-    P = np.divide(A, rs[:, None], out=np.zeros_like(A), where=rs[:, None] > 0)
-    d = (rs == 0).astype(float)
-    out = []
-    for s in seeds:
-        e = np.zeros(g.num_nodes)
-        e[s] = 1.0
-        out.append(np.linalg.solve(np.eye(g.num_nodes) - (1 - p) * (P.T + np.outer(e, d)), p * e))
-    return np.array(out)
 
 
 # ------------------------------------------------------------------ the CuPy engine through the stand-in

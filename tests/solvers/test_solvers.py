@@ -10,6 +10,8 @@ from graphbatch import ProximityGraph, backend
 from graphbatch.backend import MissingDependencyError
 from graphbatch.solvers import RWRInfo, rwr, rwr_monte_carlo, rwr_truncated, sample_neighbors
 
+from helpers import dense_solve
+
 
 def random_digraph(rng: np.random.Generator, n: int, *, avg_deg: float = 3.0, p_dangling: float = 0.15,
                    n_components: int = 3, zero_weight_rows: int = 0) -> ProximityGraph:
@@ -136,24 +138,6 @@ def test_rwr_matches_networkx(rng, be, weighted):
     assert torch.allclose(R.sum(1), torch.ones(len(seeds), dtype=torch.float64), atol=1e-12)
     assert isinstance(info, RWRInfo) and info.backend == be and info.converged
     assert info.residual < 1e-8 and 1 <= info.iterations < 1000
-
-
-def dense_solve(g: ProximityGraph, seeds, p: float, weighted: bool = True) -> np.ndarray:
-    """Independent reference: solve (I - (1 - p) M) r = p e_s with M = P^T + e_s d^T in numpy."""
-    A = g.to_dense().double().numpy()
-    if not weighted:
-        A = np.zeros_like(A)
-        A[g.row().numpy(), g.col.numpy()] = 1.0  # every stored edge, zero-weight ones included
-    rs = A.sum(1)
-    P = np.divide(A, rs[:, None], out=np.zeros_like(A), where=rs[:, None] > 0)
-    d = (rs == 0).astype(float)
-    out = []
-    for s in seeds:
-        e = np.zeros(g.num_nodes)
-        e[s] = 1.0
-        M = P.T + np.outer(e, d)
-        out.append(np.linalg.solve(np.eye(g.num_nodes) - (1 - p) * M, p * e))
-    return np.array(out)
 
 
 @pytest.mark.parametrize("weighted", [True, False])
