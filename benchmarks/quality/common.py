@@ -21,7 +21,10 @@ import torch.nn.functional as F
 import graphbatch as gb
 from graphbatch.evaluation import batch_hardness
 
-SAMPLERS = ("random", "knn", "rwr_walk", "rwr_ppr")
+SAMPLERS = ("random", "knn", "rwr_walk", "rwr_ppr", "knn_capped", "metis")
+# the samplers of the issue-14 matrix (every new cell): random, the paper's kNN, the paper's RWR walk, the
+# false-negative-controlled setting of RESULTS.md section 4b and the B3 (METIS) baseline
+MATRIX_SAMPLERS = ("random", "knn", "rwr_walk", "knn_capped", "metis")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,6 +61,12 @@ def make_sampler(name: str, n: int, batch_size: int, *, seed: int, embeddings: t
     ``k``/``candidates`` configure the RWR graph. The kNN baseline is the paper's: a random seed and its
     ``batch_size - 1`` exact nearest unused neighbours (``k = batch_size - 1``, all candidates), so a batch
     is one neighbourhood rather than ``k`` neighbours topped up by the sampler's fallbacks.
+
+    ``knn_capped`` is the label-free false-negative-controlled setting chosen by ``graphbatch.tune`` in
+    RESULTS.md section 4b: exact kNN over ``k = 8B - 1`` neighbours, k-means communities of ``1.5 B``
+    members, at most ``0.375 B`` of one community per batch, all batches grown in rounds.
+    ``metis`` is the B3 baseline of section 4b: random sets of METIS clusters of ``B / 8`` nodes of the
+    exact top-``k`` mutual graph after each node's 5 most similar candidates (``k`` as the RWR graph's).
     """
     common = dict(seed=seed, refresh_every=refresh_every, drop_last=True)
     if name == "random":
@@ -68,7 +77,36 @@ def make_sampler(name: str, n: int, batch_size: int, *, seed: int, embeddings: t
     if name in ("rwr_walk", "rwr_ppr"):
         return gb.RWRBatchSampler(n, batch_size, k=k, candidates=candidates, restart_prob=restart_prob,
                                   mode=name.split("_")[1], embeddings=embeddings, **common)
+    if name == "knn_capped":
+        return gb.KNNBatchSampler(n, batch_size, k=min(8 * batch_size - 1, n - 1), candidates=None,
+                                  community_size=max(2, round(1.5 * batch_size)),
+                                  max_per_community=max(1, round(0.375 * batch_size)), plan="rounds",
+                                  embeddings=embeddings, **common)
+    if name == "metis":
+        skip = max(0, min(5, n - 2 - k))
+        return gb.MetisBatchSampler(n, batch_size, k=min(k, n - 1 - skip), candidates=None, skip=skip,
+                                    embeddings=embeddings, **common)
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
+
+
+# ------------------------------------------------------------------------------------------ losses
+LOSSES = ("infonce", "dcl", "hcl")
+TAU_PLUS, BETA = 0.1, 1.0  # DCL / HCL (Chuang et al. 2020, Robinson et al. 2021): their defaults
+
+
+def contrastive_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, *, temperature: float,
+                     symmetric: bool = True, in_view_negatives: bool = False) -> torch.Tensor:
+    """``graphbatch.losses`` by name: ``"infonce"``, ``"dcl"`` (tau+ 0.1) or ``"hcl"`` (tau+ 0.1, beta 1)."""
+    from graphbatch.losses import dcl, hcl, info_nce
+
+    kw = dict(temperature=temperature, symmetric=symmetric, in_view_negatives=in_view_negatives)
+    if name == "infonce":
+        return info_nce(z1, z2, **kw)
+    if name == "dcl":
+        return dcl(z1, z2, tau_plus=TAU_PLUS, **kw)
+    if name == "hcl":
+        return hcl(z1, z2, tau_plus=TAU_PLUS, beta=BETA, **kw)
+    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
 
 
 class HardnessLog:
@@ -154,9 +192,16 @@ def train(loader_factory: Callable[[int], Any], sampler, step_fn: Callable[[Any]
 
 
 # ------------------------------------------------------------------------------------------ cache
-def cache_file(out: Path, modality: str, dataset: str, sampler: str, seed: int, quick: bool) -> Path:
+def cache_file(out: Path, modality: str, dataset: str, sampler: str, seed: int, quick: bool,
+               method: str | None = None) -> Path:
+    """One run's JSON; ``method`` (a modality's non-default method, e.g. ``"mvgrl"``) joins the name.
+
+    The default method of each modality (GraphCL, SimCLR, SimCSE on MiniLM: issue 7's cells) keeps the
+    original ``<dataset>__<sampler>__seed<k>.json`` name, so the old cache stays valid.
+    """
     tag = "quick" if quick else "full"
-    return Path(out) / tag / modality / f"{dataset}__{sampler}__seed{seed}.json"
+    stem = dataset if method is None else f"{dataset}__{method}"
+    return Path(out) / tag / modality / f"{stem}__{sampler}__seed{seed}.json"
 
 
 def save_json(path: Path, obj: dict) -> None:

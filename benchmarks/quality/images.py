@@ -9,6 +9,14 @@ crop 0.2-1, flip, brightness/contrast jitter, grey noise); symmetric cross-view 
 lr 1e-3. Evaluation: frozen encoder features of the unaugmented train subset -> standardised ->
 logistic regression, top-1 accuracy on a fixed test subset. Shrunk: 5,000 train images, 2,000 test
 images (fixed random subsets), batch 256, 150 steps (about 8 epochs), 1 torch thread.
+
+Methods (issue 14): ``simclr`` (the above, InfoNCE; issue 7's cell), ``simclr_dcl`` / ``simclr_hcl``
+(``graphbatch.losses.dcl`` / ``hcl``, tau+ 0.1, beta 1) and ``mocov3`` (MoCo v3 without a queue: the
+online CNN + projection head + a predictor (2-layer MLP, BatchNorm), a momentum copy of the encoder and
+head (m = 0.99) giving the keys, loss ``info_nce(q1, k2) + info_nce(q2, k1)`` over the in-batch keys,
+temperature 0.2; the samplers are refreshed from the keys, the negatives' space). The new cells run
+``NEW_BUDGET``: the same 5,000 / 2,000 images but 100 steps at batch 128 (issue 14's compute budget: a
+MoCo v3 step at batch 256 took 1.1 s on the shared box, 135 s a run).
 """
 from __future__ import annotations
 
@@ -26,16 +34,22 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
-from graphbatch.losses import info_nce  # noqa: E402
-
+METHODS = ("simclr", "simclr_dcl", "simclr_hcl", "mocov3")
+LOSS = {"simclr": "infonce", "simclr_dcl": "dcl", "simclr_hcl": "hcl", "mocov3": "infonce"}
 DATASETS = ("fashion-mnist",)
-PAPER = {"fashion-mnist": {"random": 64.0, "rwr_walk": 64.7}}  # SimCLR ImageNet-100 top-1 (paper's setting)
+# BatchSampler paper, ImageNet-100 top-1 (100 epochs); it gives no DCL / HCL rows for images
+PAPER = {"simclr": {"fashion-mnist": {"random": 64.0, "rwr_walk": 64.7}},
+         "mocov3": {"fashion-mnist": {"random": 68.9, "rwr_walk": 69.5}}}
+NEW_BUDGET = {"n_train": 5000, "n_test": 2000, "steps": 100, "batch_size": 128}
+MOMENTUM = 0.99
 
 
-def budget(quick: bool) -> dict:
+def budget(quick: bool, method: str = "simclr") -> dict:
     """Training budget per run: the full sweep's, or a tiny smoke (``--quick``)."""
     if quick:
         return {"n_train": 600, "n_test": 300, "steps": 6, "batch_size": 64, "log_every": 2}
+    if method != "simclr":
+        return dict(NEW_BUDGET)
     return {"n_train": 5000, "n_test": 2000, "steps": 150, "batch_size": 256}
 
 
@@ -81,9 +95,18 @@ def linear_probe(f_tr: np.ndarray, y_tr: np.ndarray, f_te: np.ndarray, y_te: np.
     return 100.0 * float((clf.predict(sc.transform(f_te)) == y_te).mean())
 
 
-def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int = 5000, n_test: int = 2000,
-        steps: int = 150, batch_size: int = 256, log_every: int = 10) -> dict:
+def mlp(a: int, h: int, b: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(a, h, bias=False), torch.nn.BatchNorm1d(h), torch.nn.ReLU(),
+                               torch.nn.Linear(h, b))
+
+
+def run(dataset: str, sampler_name: str, seed: int, data: Path, *, method: str = "simclr", n_train: int = 5000,
+        n_test: int = 2000, steps: int = 150, batch_size: int = 256, log_every: int = 10) -> dict:
     """Train with one sampler and evaluate; returns a small JSON-able dict (no tensors)."""
+    import copy
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     from graphbatch.adapters import ImageDataset, embed_dataset, make_loader
     from graphbatch.adapters.augment import simclr_augment
 
@@ -92,7 +115,14 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
     device = C.pick_device()
     C.seed_all(seed)
     model = CNN().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    params = list(model.parameters())
+    if method == "mocov3":
+        predictor = mlp(64, 128, 64).to(device)
+        momentum = copy.deepcopy(model)
+        for q in momentum.parameters():
+            q.requires_grad_(False)
+        params += list(predictor.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
     ds = ImageDataset(x_tr, simclr_augment(28, strength=0.5), labels=y_tr, seed=seed)
     n = len(ds)
     fwd = lambda m, b: F.normalize(m(b["views"][0]), dim=1)  # noqa: E731
@@ -104,8 +134,17 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
 
     def step_fn(batch):
         v1, v2 = (v.to(device, non_blocking=True) for v in batch["views"])
+        if method == "mocov3":
+            with torch.no_grad():  # momentum update, then the keys (MoCo v3's order)
+                for q, k in zip(model.parameters(), momentum.parameters()):
+                    k.mul_(MOMENTUM).add_(q.detach(), alpha=1.0 - MOMENTUM)
+                k1, k2 = momentum(v1), momentum(v2)
+            q1, q2 = predictor(model(v1)), predictor(model(v2))
+            loss = (C.contrastive_loss("infonce", q1, k2, temperature=0.2, symmetric=False)
+                    + C.contrastive_loss("infonce", q2, k1, temperature=0.2, symmetric=False))
+            return loss, batch["index"], k1
         z1, z2 = model(v1), model(v2)
-        return info_nce(z1, z2, temperature=0.2, in_view_negatives=False), batch["index"], z1
+        return C.contrastive_loss(LOSS[method], z1, z2, temperature=0.2), batch["index"], z1
 
     def embed_fn(idx):
         return model(plain[torch.as_tensor(idx)].to(device))
@@ -118,7 +157,7 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
         feats = lambda x: torch.cat([model.encoder(c.to(device)).cpu()  # noqa: E731
                                      for c in (x.float() / 255.0).unsqueeze(1).split(512)]).double().numpy()
         acc = linear_probe(feats(x_tr), y_tr, feats(x_te), y_te)
-    return {"modality": "images", "dataset": dataset, "sampler": sampler_name, "seed": seed,
+    return {"modality": "images", "dataset": dataset, "method": method, "sampler": sampler_name, "seed": seed,
             "metric": "linear_probe_acc", "score": round(acc, 3), "n": n, "n_test": int(len(y_te)),
             "batch_size": batch_size, "device": str(device), "seconds": round(time.perf_counter() - t_start, 2),
             **info}
@@ -126,12 +165,16 @@ def run(dataset: str, sampler_name: str, seed: int, data: Path, *, n_train: int 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", default="simclr", choices=METHODS)
     ap.add_argument("--sampler", default="rwr_walk", choices=C.SAMPLERS)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=None, help="default: the sweep's budget")
     ap.add_argument("--data", default=str(C.REPO.parent / "shared" / "data"))
     args = ap.parse_args()
-    res = run("fashion-mnist", args.sampler, args.seed, Path(args.data), steps=args.steps)
+    b = budget(False, args.method)
+    if args.steps is not None:
+        b["steps"] = args.steps
+    res = run("fashion-mnist", args.sampler, args.seed, Path(args.data), method=args.method, **b)
     res.pop("hardness_log")
     print(json.dumps(res, indent=1))
 
