@@ -456,8 +456,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         """
         begin = getattr(self._model, "begin", None)
         if begin is not None:
-            world, rank = ((torch.distributed.get_world_size(), torch.distributed.get_rank())
-                           if is_distributed() else (1, 0))
+            world, rank = 1, 0
+            # shard only a sampler shared by the whole group (its bank is the same on every rank)
+            if is_distributed() and self.num_replicas == torch.distributed.get_world_size():
+                world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
             return begin(self._bank, self._state, self.seed, rank=rank, world=world)
         return _Built(self._model.build(self._bank, self._state, self.seed))
 
