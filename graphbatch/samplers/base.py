@@ -472,7 +472,13 @@ class EpochBatchSampler(Sampler[list[int]]):
             failure = exc
         if not agree(failure is None):
             raise failure if failure is not None else RuntimeError("the graph build failed on another rank")
-        result = job.finish()
+        result = None
+        try:
+            result = job.finish()  # the gather (every rank is here), then the graph from the table
+        except _REFRESH_ERRORS as exc:
+            failure = exc
+        if not agree(failure is None):
+            raise failure if failure is not None else RuntimeError("the graph build failed on another rank")
         self._count_rows(job)
         return result
 

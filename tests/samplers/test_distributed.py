@@ -162,3 +162,37 @@ def test_refresh_failing_on_one_rank_fails_on_all(tmp_path):
     for e in range(2):
         plan = [res[g % world]["epochs"][e][g // world] for g in range(nb)]
         assert sorted(i for bt in plan for i in bt) == list(range(n))
+
+
+def _failing_construction_worker(rank: int, world: int, store: str, outdir: str) -> None:
+    """The build at construction (embeddings=) failing on rank 1 only raises on every rank, no hang."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        from graphbatch import RWRBatchSampler
+        from graphbatch.samplers.models import GraphBuilder
+
+        real = GraphBuilder._assemble
+
+        def flaky(self, *args, **kwargs):  # after the sharded gather
+            if rank == 1:
+                raise MemoryError("simulated, rank 1 only")
+            return real(self, *args, **kwargs)
+
+        GraphBuilder._assemble = flaky
+        emb = torch.tensor(np.random.default_rng(3).normal(size=(150, 5)), dtype=torch.float32)
+        try:
+            RWRBatchSampler(150, 10, k=4, candidates=30, seed=0, embeddings=emb)
+            outcome = "built"
+        except (RuntimeError, MemoryError) as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        dist.barrier()  # both ranks get here: nobody waits in a collective
+        torch.save({"outcome": outcome}, os.path.join(outdir, f"ctor{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_construction_build_failing_on_one_rank_raises_on_all(tmp_path):
+    mp.spawn(_failing_construction_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    out = [torch.load(tmp_path / f"ctor{r}.pt")["outcome"] for r in range(2)]
+    assert out[1].startswith("MemoryError") and "another rank" in out[0]
