@@ -208,18 +208,26 @@ def test_rounds_resume_equals_uninterrupted(rng, cls):
 
 
 def test_rounds_keeps_the_last_quarter_hard(rng):
-    """Sequential kNN uses up neighbourhoods; in rounds every batch takes its share."""
-    n, b = 800, 32
+    """Sequential kNN uses up neighbourhoods; in rounds every batch takes its share.
+
+    The last/first-quarter ratio of one epoch is noisy (at N = 800, 25 batches, it fell below 0.8 for
+    12% of random mixtures); at N = 1600 and averaged over three sampler seeds, 40 random mixtures gave
+    0.83-1.2 in rounds and at most 0.72 sequentially.
+    """
+    n, b = 1600, 32
     emb, _ = mixture(rng, n, clusters=8, spread=5.0)
     from graphbatch.evaluation import batch_hardness
 
-    def quarters(s):
-        t = batch_hardness(emb.numpy(), [bt for bt in s if len(bt) == b])
-        q = np.array_split(t["excess_hardness"], 4)
-        return q[-1].mean() / q[0].mean()
+    def quarters(**kw):
+        out = []
+        for seed in (1, 2, 3):
+            s = gb.KNNBatchSampler(n, b, candidates=None, embeddings=emb, seed=seed, **kw)
+            q = np.array_split(batch_hardness(emb.numpy(), [bt for bt in s if len(bt) == b])["excess_hardness"], 4)
+            out.append(q[-1].mean() / q[0].mean())
+        return float(np.mean(out))
 
-    assert quarters(gb.KNNBatchSampler(n, b, k=4 * b, candidates=None, embeddings=emb, seed=2, plan="rounds")) > 0.8
-    assert quarters(gb.KNNBatchSampler(n, b, candidates=None, embeddings=emb, seed=2)) < 0.8
+    assert quarters(k=4 * b, plan="rounds") > 0.8
+    assert quarters() < 0.8
 
 
 # ------------------------------------------------------------------------------ METIS (B3)
