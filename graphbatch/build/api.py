@@ -33,7 +33,7 @@ from .candidates import block_size_for, candidates_table
 from .exact import exact_table
 from .faiss_knn import faiss_table
 from .nndescent import nndescent_table
-from .scoring import Scorer
+from .scoring import Scorer, score_dtype
 from .sharded import agree, gather_shares, local_share, resolved_method, send_buffers
 
 __all__ = ["build_proximity_graph", "neighbor_table", "table_share", "TableShare", "BuildArgs", "METHODS", "METRICS",
@@ -113,9 +113,8 @@ _TABLES = {"candidates": candidates_table, "exact": exact_table, "nndescent": nn
 @torch.no_grad()
 def _table(a: BuildArgs, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     if rows is not None and rows.numel() == 0:
-        dtype = torch.float64 if a.x.dtype == torch.float64 else torch.float32
         return (torch.empty((0, a.k - a.skip), dtype=torch.int64, device=a.device),
-                torch.empty((0, a.k - a.skip), dtype=dtype, device=a.device))
+                torch.empty((0, a.k - a.skip), dtype=score_dtype(a.x.dtype), device=a.device))
     sc = Scorer(a.x, a.metric, a.device, a.ceiling)
     idx, val = _TABLES[resolved_method(a)](sc, a, rows)  # "candidates" with every node a candidate: exact
     if a.skip:  # the rank window: drop each anchor's `skip` most similar candidates

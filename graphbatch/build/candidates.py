@@ -19,7 +19,7 @@ import torch
 from .._validation import check_bool, check_device, check_int, check_seed
 from .scoring import GROUP, NEG_INF, Scorer, progress_bar, topk_rows
 
-__all__ = ["draw_candidates", "candidates_table", "block_size_for", "BLOCK_DIVISOR"]
+__all__ = ["draw_candidates", "candidates_table", "anchor_positions", "block_size_for", "BLOCK_DIVISOR"]
 
 #: With the default ``block_size=None``, a pool of ``M + 1`` candidates is shared by
 #: ``(M + 1) // BLOCK_DIVISOR`` anchors (at least 1, at most 1024), so every node lands in
@@ -42,6 +42,17 @@ def _make_generator(seed: int | None) -> torch.Generator:
     else:
         gen.manual_seed(seed)
     return gen
+
+
+def anchor_positions(n: int, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draw's anchor permutation (its first random permutation, on the CPU) and each node's position in it.
+
+    Anchor ``anchor_perm[i]`` is in block ``i // block_size``; ``position[v] // block_size`` is node ``v``'s block.
+    """
+    anchor_perm = torch.randperm(n, generator=_make_generator(seed))
+    position = torch.empty_like(anchor_perm)
+    position[anchor_perm] = torch.arange(n)
+    return anchor_perm, position
 
 
 #: Host memory (bytes) of the random permutations drawn and copied to the device together (``_draws``).
@@ -236,10 +247,7 @@ def candidates_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[tor
         # Score only the blocks that hold a requested anchor; the draw itself is unchanged.
         where = torch.full((n,), -1, dtype=torch.int64, device=dev)
         where[rows] = torch.arange(r, device=dev)
-        gen = _make_generator(a.seed)
-        anchor_perm = torch.randperm(n, generator=gen)  # the plan's first draw, on the host
-        pos = torch.empty_like(anchor_perm)
-        pos[anchor_perm] = torch.arange(n)
+        pos = anchor_positions(n, a.seed)[1]
         blocks = torch.zeros(_num_blocks(n, bsz), dtype=torch.bool)
         blocks[pos[rows.cpu()] // bsz] = True
     sq = sc.sq

@@ -15,13 +15,10 @@ from typing import Any
 
 import torch
 
+from .candidates import _num_blocks
 from .scoring import GROUP, NEG_INF, Scorer, progress_bar, topk_rows
 
 __all__ = ["exact_table", "rows_per_chunk"]
-
-
-def _num_blocks(n: int, block_size: int) -> int:
-    return -(-n // block_size)
 
 
 def rows_per_chunk(a: Any) -> int:

@@ -61,17 +61,16 @@ _NND_QUERY_EPSILON = 0.3
 
 
 def nndescent_table(sc: Scorer, a: Any, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    backend.require("pynndescent", "method='nndescent'")
+    pynndescent = backend.require("pynndescent", "method='nndescent'")
     enable_jit_cache()
     with warnings.catch_warnings():
         # numba says which of the functions given a cache cannot use it (dynamic globals): not the user's concern
         warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-        nbr = _neighbours(sc, a, rows)
+        nbr = _neighbours(pynndescent, sc, a, rows)
     return _rescore(sc, a, rows, nbr)
 
 
-def _neighbours(sc: Scorer, a: Any, rows: torch.Tensor | None) -> np.ndarray:
-    pynndescent = backend.require("pynndescent", "method='nndescent'")
+def _neighbours(pynndescent: Any, sc: Scorer, a: Any, rows: torch.Tensor | None) -> np.ndarray:
     n, k = a.n, a.k
     data = sc.span(0, n).detach().to("cpu", torch.float32).numpy()
     want = k if a.self_loops else k + 1

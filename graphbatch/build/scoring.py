@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Scorer", "topk_rows", "GROUP", "NEG_INF", "progress_bar"]
+__all__ = ["Scorer", "score_dtype", "topk_rows", "GROUP", "NEG_INF", "progress_bar"]
 
 NEG_INF = float("-inf")
 GROUP = 8  # group width of the two-stage top-k
 _NORM_EPS = 1e-12  # torch.nn.functional.normalize's default
+
+
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype scores are computed in for embeddings of ``dtype``: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class Scorer:
@@ -39,7 +44,7 @@ class Scorer:
 
     def __init__(self, x: torch.Tensor, metric: str, device: torch.device,
                  ceiling: float | torch.Tensor | None = None) -> None:
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        dtype = score_dtype(x.dtype)
         half = x.dtype in (torch.float16, torch.bfloat16)
         self.x = x.detach().to(device=device, dtype=x.dtype if half else dtype).contiguous()
         self.dtype = dtype

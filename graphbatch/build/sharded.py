@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .candidates import _ANCHORS_PER_STEP, _make_generator, _num_blocks
+from .candidates import _ANCHORS_PER_STEP, _num_blocks, anchor_positions
 
 __all__ = ["shard_rows", "local_share", "send_buffers", "gather_shares", "agree", "resolved_method", "comm_device"]
 
@@ -49,13 +49,11 @@ def _candidate_shares(a: Any, rows: torch.Tensor | None, world: int) -> list[tor
     nb = _num_blocks(n, bsz)
     per_perm = n // (m + 1)
     group = max(1, _ANCHORS_PER_STEP.get(a.device.type, 1024) // bsz)
-    anchor_perm = torch.randperm(n, generator=_make_generator(a.seed)).numpy()  # the plan's first draw
+    anchor_perm, pos = (t.numpy() for t in anchor_positions(n, a.seed))
     if rows is None:
         sel = np.arange(nb)
         per_block = np.minimum(bsz, n - sel * bsz)
     else:
-        pos = np.empty(n, dtype=np.int64)
-        pos[anchor_perm] = np.arange(n)
         block_of_row = pos[rows.cpu().numpy()] // bsz
         sel, per_block = np.unique(block_of_row, return_counts=True)
     # a unit is one group of the build loop: up to `group` consecutive selected blocks of one pool permutation

@@ -23,20 +23,11 @@ from .._validation import as_embedding_rows, as_index_tensor, check_bool, check_
 from ..kernels.slots import COUNTERS
 from .bank import EmbeddingBank
 from .distributed import agree, all_gather_rows, is_distributed, world_default
+from .models import PendingBuild
 from .state import STATE_VERSION, dump, restore
 
 __all__ = ["parse_refresh_every", "EpochBatchSampler", "EpochBatch", "STATE_VERSION"]
 _REFRESH_ERRORS = (RuntimeError, ValueError, MemoryError)
-
-
-class _Built:
-    """A build that finished at once (models that do not shard their build)."""
-
-    def __init__(self, result: tuple[Any, str]) -> None:
-        self._result = result
-
-    def finish(self) -> tuple[Any, str]:
-        return self._result
 
 
 class EpochBatch(list):
@@ -169,7 +160,10 @@ class EpochBatchSampler(Sampler[list[int]]):
                     raise ValueError("pass either graph= or embeddings=, not both")
                 self._bank.fill(emb)
                 self.warmup_epochs = 0
-                self._install(*self._build_collective())
+                built, failure = self._agreed_build("the graph build failed on another rank")
+                if failure is not None:
+                    raise failure
+                self._commit(*built)
         if initial_state is not None:
             self.warmup_epochs = 0
             self._install(initial_state, None)
@@ -413,27 +407,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         if self._bank.rows is None or not self._bank.complete:
             raise RuntimeError(f"cannot build the graph yet: {self._bank.missing} of {self.num_nodes} rows were "
                                "never passed to update() (finish a warm-up epoch, or pass embeddings=)")
-        failure: BaseException | None = None
-        job = None
-        try:
-            rows = self._bank.rows
-            if not bool(torch.isfinite(rows).all()):
-                bad = int((~torch.isfinite(rows).all(dim=1)).sum())
-                raise ValueError(f"embedding bank has {bad} rows with NaN or infinite values")
-            job = self._begin_build()  # local work only (a sharded build's own share)
-        except _REFRESH_ERRORS as exc:
-            failure = exc
-        # distributed: collectives at fixed points whatever failed where, so no rank waits for another
-        if not agree(failure is None) and failure is None:
-            failure = RuntimeError("the refresh failed on another rank")
-        if failure is None:
-            try:
-                state, kind = job.finish()  # a sharded build gathers its table here (every rank is here)
-                prepared = self._model.prepare(state, self._bank, self._spare)
-            except _REFRESH_ERRORS as exc:
-                failure = exc
-            if not agree(failure is None) and failure is None:
-                failure = RuntimeError("the refresh failed on another rank")
+        built, failure = self._agreed_build("the refresh failed on another rank")
         if failure is not None:
             self.stats["refresh_failures"] += 1
             self.stats["last_refresh_error"] = f"{type(failure).__name__}: {failure}"
@@ -441,12 +415,41 @@ class EpochBatchSampler(Sampler[list[int]]):
                           f"{'graph' if self._state is not None else 'random batches'} "
                           f"({type(failure).__name__}: {failure})", RuntimeWarning, stacklevel=2)
             return False
-        self._commit(state, prepared, kind)
-        self._count_rows(job)
+        self._commit(*built)
         return True
 
-    def _count_rows(self, job: Any) -> None:
-        self.stats["rows_scored"] = self.stats.get("rows_scored", 0) + getattr(job, "rows_scored", 0)
+    def _agreed_build(self, elsewhere: str) -> tuple[tuple[Any, Any, str] | None, BaseException | None]:
+        """A new model built and prepared, the ranks agreeing: ``((state, prepared, kind), None)`` or ``(None, error)``.
+
+        Phase 1 is local (the bank check and this rank's share of a sharded build); the ranks agree
+        that it succeeded everywhere; phase 2 finishes the build (a sharded build gathers its table:
+        every rank is there) and prepares it; the ranks agree again. The collectives sit at these
+        points whatever failed where, so no rank waits for another. ``elsewhere``: the error of a rank
+        whose own work succeeded while another's failed.
+        """
+        job = built = failure = None
+        try:
+            rows = self._bank.rows
+            if not bool(torch.isfinite(rows).all()):
+                bad = int((~torch.isfinite(rows).all(dim=1)).sum())
+                raise ValueError(f"embedding bank has {bad} rows with NaN or infinite values")
+            job = self._begin_build()
+        except _REFRESH_ERRORS as exc:
+            failure = exc
+        if not agree(failure is None) and failure is None:
+            failure = RuntimeError(elsewhere)
+        if failure is None:
+            try:
+                state, kind = job.finish()
+                built = (state, self._model.prepare(state, self._bank, self._spare), kind)
+            except _REFRESH_ERRORS as exc:
+                failure = exc
+            if not agree(failure is None) and failure is None:
+                failure = RuntimeError(elsewhere)
+        if failure is not None:
+            return None, failure
+        self.stats["rows_scored"] = self.stats.get("rows_scored", 0) + job.rows_scored
+        return built, None
 
     def _begin_build(self) -> Any:
         """The model's build, begun: local work now, ``finish()`` later (it may be a collective).
@@ -461,26 +464,8 @@ class EpochBatchSampler(Sampler[list[int]]):
             if is_distributed() and self.num_replicas == torch.distributed.get_world_size():
                 world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
             return begin(self._bank, self._state, self.seed, rank=rank, world=world)
-        return _Built(self._model.build(self._bank, self._state, self.seed))
-
-    def _build_collective(self) -> tuple[Any, str]:
-        """Build at construction: as :meth:`refresh`, with the ranks agreeing, but errors propagate."""
-        job, failure = None, None
-        try:
-            job = self._begin_build()
-        except _REFRESH_ERRORS as exc:
-            failure = exc
-        if not agree(failure is None):
-            raise failure if failure is not None else RuntimeError("the graph build failed on another rank")
-        result = None
-        try:
-            result = job.finish()  # the gather (every rank is here), then the graph from the table
-        except _REFRESH_ERRORS as exc:
-            failure = exc
-        if not agree(failure is None):
-            raise failure if failure is not None else RuntimeError("the graph build failed on another rank")
-        self._count_rows(job)
-        return result
+        result = self._model.build(self._bank, self._state, self.seed)
+        return PendingBuild(lambda: result, 0)
 
     def _install(self, state: Any, kind: str | None) -> None:
         """Prepare and commit a state outside :meth:`refresh` (construction); errors propagate."""
