@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 import graphbatch as gb
 from graphbatch.evaluation import batch_hardness
 
-SAMPLERS = ("random", "knn", "rwr_walk", "rwr_ppr", "knn_capped", "metis")
+SAMPLERS = ("random", "knn", "rwr_walk", "rwr_ppr", "knn_capped", "metis", "knn_guard")
 # the samplers of the issue-14 matrix (every new cell): random, the paper's kNN, the paper's RWR walk, the
 # false-negative-controlled setting of RESULTS.md section 4b and the B3 (METIS) baseline
 MATRIX_SAMPLERS = ("random", "knn", "rwr_walk", "knn_capped", "metis")
@@ -67,6 +68,9 @@ def make_sampler(name: str, n: int, batch_size: int, *, seed: int, embeddings: t
     members, at most ``0.375 B`` of one community per batch, all batches grown in rounds.
     ``metis`` is the B3 baseline of section 4b: random sets of METIS clusters of ``B / 8`` nodes of the
     exact top-``k`` mutual graph after each node's 5 most similar candidates (``k`` as the RWR graph's).
+    ``knn_guard`` is the paper's kNN baseline with the similarity guard of section 4b: no two members of a
+    batch more similar than :func:`guard_threshold` of the initial embeddings (label-free; used to
+    investigate the kNN loss on the pre-trained MiniLM).
     """
     common = dict(seed=seed, refresh_every=refresh_every, drop_last=True)
     if name == "random":
@@ -86,7 +90,29 @@ def make_sampler(name: str, n: int, batch_size: int, *, seed: int, embeddings: t
         skip = max(0, min(5, n - 2 - k))
         return gb.MetisBatchSampler(n, batch_size, k=min(k, n - 1 - skip), candidates=None, skip=skip,
                                     embeddings=embeddings, **common)
+    if name == "knn_guard":
+        return gb.KNNBatchSampler(n, batch_size, k=min(batch_size - 1, n - 1), candidates=None,
+                                  max_similarity=guard_threshold(embeddings), embeddings=embeddings, **common)
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
+
+
+GUARD_QUANTILE = 0.75
+
+
+def guard_threshold(embeddings: torch.Tensor, quantile: float = GUARD_QUANTILE) -> float:
+    """The ``quantile`` of every instance's cosine similarity to its nearest other instance.
+
+    A label-free threshold for ``max_similarity``: at 0.75 a quarter of the instances have their nearest
+    neighbour above it, so the guard removes the closest pairs (where unlabelled near-duplicates sit) and
+    keeps the rest of each neighbourhood.
+    """
+    z = F.normalize(embeddings.float(), dim=1)
+    best = torch.empty(len(z))
+    for start in range(0, len(z), 1024):
+        sim = z[start:start + 1024] @ z.T
+        sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = -2.0  # not itself
+        best[start:start + len(sim)] = sim.max(dim=1).values
+    return float(torch.quantile(best, quantile))
 
 
 # ------------------------------------------------------------------------------------------ losses
@@ -146,7 +172,10 @@ class HardnessLog:
             self.model.train(was)
         labels = None if self.labels is None else np.concatenate([self.labels[idx], self.labels[ref]])
         b = idx.size
-        t = batch_hardness(z, [list(range(b)), list(range(b, 2 * b))], labels=labels, temperature=self.temperature)
+        with warnings.catch_warnings():  # the sentence labels are mostly singletons on purpose (paraphrase groups)
+            warnings.filterwarnings("ignore", message="labels have", category=RuntimeWarning)
+            t = batch_hardness(z, [list(range(b)), list(range(b, 2 * b))], labels=labels,
+                               temperature=self.temperature)
         row = {"step": step}
         for c in self.COLS:
             if c in t:

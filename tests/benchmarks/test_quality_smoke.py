@@ -201,3 +201,60 @@ def test_cache_names_keep_the_old_cells(quality, tmp_path):
     assert old.name == "MUTAG__random__seed3.json"  # issue 7's cache stays valid
     assert common.cache_file(tmp_path, "graphs", "MUTAG", "random", 3, False, "mvgrl").name == \
         "MUTAG__mvgrl__random__seed3.json"
+
+
+def test_guard_threshold_is_the_nearest_neighbour_quantile(quality, rng):
+    import torch
+
+    C = quality("common")
+    z = torch.as_tensor(rng.normal(size=(1500, 6)), dtype=torch.float32)  # > one 1024-row chunk
+    zn = (z / z.norm(dim=1, keepdim=True)).double().numpy()
+    sim = zn @ zn.T
+    np.fill_diagonal(sim, -np.inf)
+    for q in (0.5, 0.75, 0.9):
+        assert C.guard_threshold(z, q) == pytest.approx(np.quantile(sim.max(axis=1), q), abs=1e-5)
+
+
+def test_knn_guard_sampler_keeps_close_pairs_apart(quality, rng):
+    import torch
+
+    C = quality("common")
+    z = torch.nn.functional.normalize(torch.as_tensor(rng.normal(size=(300, 8)), dtype=torch.float32), dim=1)
+    t = C.guard_threshold(z)
+    guarded = C.make_sampler("knn_guard", 300, 20, seed=int(rng.integers(1000)), embeddings=z, k=10,
+                             candidates=None, refresh_every=100)
+    plain = C.make_sampler("knn", 300, 20, seed=0, embeddings=z, k=10, candidates=None, refresh_every=100)
+    assert guarded.max_similarity == pytest.approx(t)
+
+    def close_pairs(sampler):  # (batch, pairs above t) per batch
+        out = []
+        for b in sampler:
+            sim = z[list(b)] @ z[list(b)].T
+            out.append(int((torch.triu(sim, diagonal=1) > t + 1e-6).sum()))
+        return out
+
+    got, ref = close_pairs(guarded), close_pairs(plain)
+    # a pair above t only where the exact epoch forced a placement, and each forced node is counted
+    violations = guarded.stats.get("guard_violations", 0)
+    assert sum(got) <= violations * 19
+    assert sum(got) < sum(ref) and sum(ref) > 0  # the unguarded kNN batches do hold such pairs
+
+
+def test_minilm_diagnosis_batch_terms_match_per_pair_loops(quality, rng):
+    import torch
+
+    D = quality("minilm_diagnosis")
+    z = torch.nn.functional.normalize(torch.as_tensor(rng.normal(size=(40, 3)), dtype=torch.float64), dim=1)
+    labels = rng.integers(0, 6, size=40)
+    batch = [int(i) for i in rng.choice(40, size=12, replace=False)]
+    thr = 0.5
+    got = D.batch_terms(z, batch, labels, thr)
+    cos = {(a, b): float(z[a] @ z[b]) for a in batch for b in batch if a != b}
+    pairs = [(a, b) for i, a in enumerate(batch) for b in batch[i + 1:]]
+    assert got["mean_cos"] == pytest.approx(np.mean([cos[p] for p in pairs]))
+    assert got["close_pairs"] == sum(cos[p] > thr for p in pairs)
+    assert got["paraphrase_pairs"] == sum(labels[a] == labels[b] for a, b in pairs)
+    w = {p: math.exp(c / D.TEMPERATURE) for p, c in cos.items()}
+    top = [max(w[(a, b)] for b in batch if b != a) / sum(w[(a, b)] for b in batch if b != a) for a in batch]
+    assert got["top_share"] == pytest.approx(np.mean(top))
+    assert got["close_mass"] == pytest.approx(sum(v for p, v in w.items() if cos[p] > thr) / sum(w.values()))
