@@ -107,10 +107,11 @@ def guard_threshold(embeddings: torch.Tensor, quantile: float = GUARD_QUANTILE) 
     keeps the rest of each neighbourhood.
     """
     z = F.normalize(embeddings.float(), dim=1)
-    best = torch.empty(len(z))
+    best = torch.empty(len(z), device=z.device)
     for start in range(0, len(z), 1024):
         sim = z[start:start + 1024] @ z.T
-        sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = -2.0  # not itself
+        rows = torch.arange(len(sim), device=z.device)
+        sim[rows, rows + start] = -2.0  # not itself
         best[start:start + len(sim)] = sim.max(dim=1).values
     return float(torch.quantile(best, quantile))
 
