@@ -106,14 +106,8 @@ def guard_threshold(embeddings: torch.Tensor, quantile: float = GUARD_QUANTILE) 
     neighbour above it, so the guard removes the closest pairs (where unlabelled near-duplicates sit) and
     keeps the rest of each neighbourhood.
     """
-    z = F.normalize(embeddings.float(), dim=1)
-    best = torch.empty(len(z), device=z.device)
-    for start in range(0, len(z), 1024):
-        sim = z[start:start + 1024] @ z.T
-        rows = torch.arange(len(sim), device=z.device)
-        sim[rows, rows + start] = -2.0  # not itself
-        best[start:start + len(sim)] = sim.max(dim=1).values
-    return float(torch.quantile(best, quantile))
+    _, best = gb.neighbor_table(embeddings.float(), 1, method="exact", metric="cosine")  # nearest other row
+    return float(torch.quantile(best[:, 0], quantile))
 
 
 # ------------------------------------------------------------------------------------------ losses
